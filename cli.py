@@ -1,0 +1,108 @@
+"""The `aesthetic-qr` command: the pack's pipelines without ComfyUI. `--json` prints machine-readable output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .qr import QRCode, QRInputError, encode
+from .qr.render import STYLES, render
+
+
+def save_image(image: np.ndarray, path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+
+
+def load_image(path: str) -> np.ndarray:
+    """H×W×3 float32 in [0, 1]."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.float32) / 255
+    except (OSError, ValueError) as err:
+        raise QRInputError(f"cannot read image {path!r}: {err}") from None
+
+
+def _version(value: str) -> int | None:
+    return None if value == "auto" else int(value)
+
+
+def cmd_encode(args: argparse.Namespace) -> dict:
+    qr = encode(args.text, version=_version(args.version), ecl=args.ecl,
+                mask=None if args.mask == "auto" else int(args.mask), boost_ecl=args.boost_ecl)
+    image, geo = render(qr, module_px=args.module_px, border=args.border, style=args.style, multiple=args.multiple)
+    save_image(image, args.out)
+    return {**qr.with_geometry(geo).to_json(), "out": args.out}
+
+
+def cmd_verify(args: argparse.Namespace) -> dict:
+    from .qr.report import verify_image
+
+    image = load_image(args.image)
+    qr = None
+    if args.qr:
+        qr = QRCode.from_json(json.loads(Path(args.qr).read_text()))
+    expected = args.expect if args.expect is not None else qr.text
+    report = verify_image(image, expected, qr=qr, suite=args.suite)
+    return report.to_dict()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aesthetic-qr", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("encode", help="encode text as a QR code image (layout-aware encoder)")
+    p.add_argument("--text", required=True, help="the message")
+    p.add_argument("--version", default="auto", help="1-40, or auto for the smallest that fits")
+    p.add_argument("--ecl", default="M", choices=list("LMQH"), type=str.upper, help="error-correction level")
+    p.add_argument("--boost-ecl", action="store_true", help="raise the level as far as the version allows")
+    p.add_argument("--mask", default="auto", choices=["auto"] + [str(i) for i in range(8)])
+    p.add_argument("--module-px", type=int, default=10, help="pixels per module")
+    p.add_argument("--border", type=int, default=4, help="quiet zone in modules")
+    p.add_argument("--style", default="plain", choices=STYLES)
+    p.add_argument("--multiple", type=int, default=1, help="pad the image side to a multiple of this (8 for SD)")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--json", action="store_true", help="print JSON (settings, geometry, matrix)")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("verify", help="decode an image with real decoders, optionally through the camera suite")
+    p.add_argument("image")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--expect", help="the payload the image must decode to")
+    src.add_argument("--qr", help="JSON written by `encode --json` (enables per-module error analysis)")
+    p.add_argument("--suite", action="store_true", help="also run the simulated-camera suite (SSR per decoder)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+    return parser
+
+
+def _print_human(result: dict) -> None:
+    if "report" in result:
+        print(result["report"])
+        return
+    for key, value in result.items():
+        if key != "matrix":
+            print(f"{key}: {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except QRInputError as err:
+        print(f"aesthetic-qr {args.command}: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        _print_human(result)
+    return 0 if result.get("pass", True) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Differentiable scanning-robust losses (torch; no ComfyUI import)."""

@@ -1,0 +1,84 @@
+"""Blueprint images of a code at integer pixels per module, with the geometry that produced them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .code import Geometry, QRCode
+from .errors import QRInputError
+
+STYLES = ("plain", "centre-square", "dots")
+MAX_IMAGE_PX = 8192
+GREY = 128 / 255  # QR Code Monster's neutral background
+
+
+def make_geometry(size: int, module_px: int, border: int, multiple: int = 1) -> Geometry:
+    """Module size and quiet zone, with the quiet zone widened evenly so the side is a multiple of `multiple`."""
+    if not isinstance(module_px, (int, np.integer)) or module_px < 1:
+        raise QRInputError(f"module size must be a whole number of pixels ≥ 1, got {module_px!r}")
+    if not isinstance(border, (int, np.integer)) or border < 0:
+        raise QRInputError(f"border (quiet zone, in modules) must be ≥ 0, got {border!r}")
+    if multiple < 1:
+        raise QRInputError(f"size multiple must be ≥ 1, got {multiple!r}")
+    side = (size + 2 * border) * module_px
+    padded = -(-side // multiple) * multiple
+    if padded > MAX_IMAGE_PX:
+        raise QRInputError(f"the image would be {padded} px wide (over {MAX_IMAGE_PX}); "
+                           f"lower the module size or the border")
+    offset = border * module_px + (padded - side) // 2
+    return Geometry(int(module_px), int(border), (offset, offset), (padded, padded))
+
+
+def _module_grid(qr: QRCode, geo: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel: module row/col index (−1 outside the symbol), and position inside the module."""
+    w, h = geo.image_size
+    ys = np.arange(h) - geo.origin[1]
+    xs = np.arange(w) - geo.origin[0]
+    row, col = ys // geo.module_px, xs // geo.module_px
+    row = np.where((row >= 0) & (row < qr.size), row, -1)
+    col = np.where((col >= 0) & (col < qr.size), col, -1)
+    return np.stack(np.broadcast_arrays(row[:, None], col[None, :])), np.stack(
+        np.broadcast_arrays((ys % geo.module_px)[:, None], (xs % geo.module_px)[None, :]))
+
+
+def module_image(values: np.ndarray, qr: QRCode, geo: Geometry, outside: float = 1.0) -> np.ndarray:
+    """Paint a per-module array (size × size) at the geometry's pixels; `outside` fills the quiet zone."""
+    (row, col), _ = _module_grid(qr, geo)
+    inside = (row >= 0) & (col >= 0)
+    out = np.full(row.shape + values.shape[2:], outside, dtype=np.float32)
+    out[inside] = values[row[inside], col[inside]]
+    return out
+
+
+def render(qr: QRCode, module_px: int = 10, border: int = 4, style: str = "plain", multiple: int = 1,
+           core_ratio: float = 1 / 3, dot_ratio: float = 0.8) -> tuple[np.ndarray, Geometry]:
+    """Render to an H×W×3 float32 image in [0, 1] (dark modules 0, light 1) and its geometry.
+
+    The code is not changed: attach the geometry with `qr.with_geometry(geo)`.
+
+    plain: full squares. centre-square: only the centred u×u core of each data module carries the bit, the rest
+    is flat grey (function patterns stay whole so finders are crisp). dots: round dots of `dot_ratio` of the
+    module on white, function patterns whole.
+    """
+    if style not in STYLES:
+        raise QRInputError(f"style {style!r} is not one of {', '.join(STYLES)}")
+    geo = make_geometry(qr.size, module_px, border, multiple)
+    light = 1.0 - qr.matrix.astype(np.float32)
+    if style == "plain":
+        img = module_image(light, qr, geo)
+    else:
+        (row, col), (dy, dx) = _module_grid(qr, geo)
+        inside = (row >= 0) & (col >= 0)
+        rr, cc = np.where(inside, row, 0), np.where(inside, col, 0)
+        if style == "centre-square":
+            u = min(module_px, max(1, round(module_px * core_ratio)))
+            lo = (module_px - u) // 2
+            in_core = (dy >= lo) & (dy < lo + u) & (dx >= lo) & (dx < lo + u)
+            background = GREY
+        else:
+            centre = (module_px - 1) / 2
+            in_core = (dy - centre) ** 2 + (dx - centre) ** 2 <= (dot_ratio * module_px / 2) ** 2
+            background = 1.0
+        show = inside & (in_core | qr.function_mask[rr, cc])
+        img = np.where(show, light[rr, cc], np.where(inside, background, 1.0)).astype(np.float32)
+    return np.repeat(img[:, :, None], 3, axis=2), geo
