@@ -52,6 +52,26 @@ def cmd_verify(args: argparse.Namespace) -> dict:
     return report.to_dict()
 
 
+def cmd_reshuffle(args: argparse.Namespace) -> dict:
+    from .qr.follow import follow_picture
+
+    picture = load_image(args.target)
+    fixed = load_image(args.fixed_mask).mean(axis=2) if args.fixed_mask else None
+    result = follow_picture(args.text, picture, version=_version(args.version), ecl=args.ecl,
+                            mask=None if args.mask == "search" else int(args.mask),
+                            extra_versions=args.extra_versions, module_px=args.module_px, border=args.border,
+                            multiple=args.multiple, priority=args.priority, dither=args.dither, fixed=fixed,
+                            url_fragment=args.url_fragment, seed=args.seed)
+    geo = result.qr.geometry
+    image, _ = render(result.qr, geo.module_px, geo.border, args.style, multiple=args.multiple)
+    save_image(image, args.out)
+    report = result.report
+    return {**result.qr.to_json(), "requested": report.requested, "pinned": report.pinned,
+            "impossible": report.impossible, "match_fraction": round(report.match_fraction, 4),
+            "fixed_requested": report.fixed_requested, "fixed_unmet": report.fixed_unmet,
+            "per_block": report.per_block, "candidates": result.candidates, "out": args.out}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aesthetic-qr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,6 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--json", action="store_true", help="print JSON (settings, geometry, matrix)")
     p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("reshuffle", help="rearrange the code's free bits so its modules follow a picture")
+    p.add_argument("--text", required=True, help="the message (kept exactly, unless --url-fragment)")
+    p.add_argument("--target", required=True, help="picture the modules should follow")
+    p.add_argument("--version", default="auto", help="1-40, or auto for the smallest that fits")
+    p.add_argument("--extra-versions", type=int, default=0, help="also try this many larger versions")
+    p.add_argument("--ecl", default="M", choices=list("LMQH"), type=str.upper, help="error-correction level")
+    p.add_argument("--mask", default="search", choices=["search"] + [str(i) for i in range(8)])
+    p.add_argument("--fixed-mask", help="image whose bright pixels must keep the picture's values (e.g. a face)")
+    p.add_argument("--priority", default="qart", choices=["qart", "artup", "uniform"])
+    p.add_argument("--dither", action="store_true", help="error-diffusion dithering of the module target")
+    p.add_argument("--url-fragment", action="store_true",
+                   help="URLs only: append #digits for more free bits (decoded text changes, the page does not)")
+    p.add_argument("--seed", type=int, default=0, help="tie-break order among equal priorities")
+    p.add_argument("--module-px", type=int, default=10, help="pixels per module")
+    p.add_argument("--border", type=int, default=4, help="quiet zone in modules")
+    p.add_argument("--multiple", type=int, default=1, help="pad the image side to a multiple of this")
+    p.add_argument("--style", default="plain", choices=STYLES)
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_reshuffle)
 
     p = sub.add_parser("verify", help="decode an image with real decoders, optionally through the camera suite")
     p.add_argument("image")

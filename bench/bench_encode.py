@@ -8,7 +8,6 @@ import time
 
 import qrcode
 import segno
-
 from aesthetic_qr.qr import encode
 
 PAYLOAD = "https://example.com/aesthetic-qr?id=1234"
@@ -36,9 +35,9 @@ def main() -> None:
     print(f"{'code':>6} | {'aesthetic-qr':>12} | {'segno':>8} | {'qrcode':>8}")
     print("-" * 44)
     for version, ecl in CASES:
-        ours = median_ms(lambda: encode(PAYLOAD, version=version, ecl=ecl), 30)
-        seg = median_ms(lambda: segno.make(PAYLOAD, version=version, error=ecl.lower(), boost_error=False), 30)
-        ref = median_ms(lambda: with_qrcode(version, ecl), 10)
+        ours = median_ms(lambda v=version, e=ecl: encode(PAYLOAD, version=v, ecl=e), 30)
+        seg = median_ms(lambda v=version, e=ecl: segno.make(PAYLOAD, version=v, error=e.lower(), boost_error=False), 30)
+        ref = median_ms(lambda v=version, e=ecl: with_qrcode(v, e), 10)
         print(f"{version:>4}-{ecl} | {ours:>12.2f} | {seg:>8.2f} | {ref:>8.2f}")
 
 

@@ -83,12 +83,14 @@ class QRCode:
 
     def to_json(self) -> dict:
         """Summary plus the matrix, enough to rebuild the code with `QRCode.from_json`."""
-        return {**self.summary(), "matrix": self.matrix.astype(int).tolist()}
+        spec = [[s.mode, s.bits if s.mode == "eci" else s.char_count] for s in self.segments]
+        return {**self.summary(), "segment_spec": spec, "matrix": self.matrix.astype(int).tolist()}
 
     @classmethod
     def from_json(cls, d: dict) -> QRCode:
         """Rebuild from `to_json` output: the layout from the settings, the codewords from the matrix."""
-        qr = encode(d["text"], version=int(d["version"]), ecl=d["ecl"], mask=int(d["mask"]))
+        segments = _segments_from_spec(d["text"].encode("utf-8"), d["segment_spec"]) if "segment_spec" in d else None
+        qr = encode(d["text"], version=int(d["version"]), ecl=d["ecl"], mask=int(d["mask"]), segments=segments)
         if "matrix" in d:
             matrix = np.asarray(d["matrix"], dtype=np.uint8)
             if matrix.shape != qr.matrix.shape:
@@ -109,6 +111,21 @@ class QRCode:
         if self.geometry is not None:
             out.update(self.geometry.to_dict())
         return out
+
+
+def _segments_from_spec(payload: bytes, spec: list) -> list[seg.Segment]:
+    """Rebuild segments from [mode, char count (ECI: designator)] pairs by slicing the payload."""
+    out, pos = [], 0
+    for mode, n in spec:
+        if mode == "eci":
+            out.append(seg.eci(int(n)))
+            continue
+        chunk, pos = payload[pos:pos + int(n)], pos + int(n)
+        out.append(seg.byte(chunk) if mode == "byte" else
+                   seg.numeric(chunk.decode("ascii")) if mode == "numeric" else seg.alphanumeric(chunk.decode("ascii")))
+    if pos != len(payload):
+        raise QRInputError(f"segment spec covers {pos} bytes but the text has {len(payload)}")
+    return out
 
 
 def interleave(blocks: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:

@@ -8,15 +8,14 @@ import pytest
 import qrcode
 import segno
 import zxingcpp
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from aesthetic_qr.qr import QRCode, QRInputError, encode
 from aesthetic_qr.qr.code import read_blocks
 from aesthetic_qr.qr.gf256 import rs_remainder
 from aesthetic_qr.qr.layout import template
 from aesthetic_qr.qr.render import render
 from aesthetic_qr.qr.tables import alignment_positions, block_lengths, total_codewords
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 ECLS = "LMQH"
 
@@ -188,7 +187,7 @@ def test_utf8_with_eci_decodes():
     (dict(text="x", version=41), "out of range"),
     (dict(text="x", version=0), "out of range"),
     (dict(text="x", mask=8), "out of range"),
-    (dict(text="x" * 100, version=2, ecl="H"), "version 2-H holds 128; the smallest version that fits at level H is 10"),
+    (dict(text="x" * 100, version=2, ecl="H"), "2-H holds 128; the smallest version that fits at level H is 10"),
     (dict(text="é" * 1500, ecl="H"), "largest code"),
 ])
 def test_bad_input_errors(kwargs, message):

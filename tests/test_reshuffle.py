@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from aesthetic_qr.qr import QRInputError, encode
 from aesthetic_qr.qr.decoders import decode
 from aesthetic_qr.qr.render import render
 from aesthetic_qr.qr.reshuffle import reshuffle, reshuffle_url
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 QART_SHARE = {(3, "L"): 43, (3, "M"): 27, (3, "Q"): 13, (3, "H"): 2, (5, "L"): 63, (5, "M"): 46, (5, "Q"): 28,
               (5, "H"): 16, (10, "L"): 72, (10, "M"): 55, (10, "Q"): 37, (10, "H"): 28}
@@ -27,7 +26,8 @@ def disc(size, radius_ratio=0.25):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=st.text(min_size=1, max_size=40).filter(lambda t: "\x00" not in t), version=st.integers(1, 12), ecl=st.sampled_from("LMQH"),
+@given(text=st.text(min_size=1, max_size=40).filter(lambda t: "\x00" not in t), version=st.integers(1, 12),
+       ecl=st.sampled_from("LMQH"),
        mask=st.integers(0, 7), seed=st.integers(0, 2 ** 16), fixed_radius=st.sampled_from([0.0, 0.15, 0.3]))
 def test_random_targets_decode_and_pin_the_free_bits(text, version, ecl, mask, seed, fixed_radius):
     try:

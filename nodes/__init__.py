@@ -1,0 +1,13 @@
+"""ComfyUI V3 nodes: a thin layer over qr/ and losses/."""
+
+from comfy_api.latest import ComfyExtension, io
+
+from .blueprint import AQRHalftoneBlueprint
+from .encode import AQREncode
+from .reshuffle import AQRReshuffle
+from .verify import AQRVerify
+
+
+class AestheticQRExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [AQREncode, AQRReshuffle, AQRHalftoneBlueprint, AQRVerify]
