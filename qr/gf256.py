@@ -1,6 +1,6 @@
 """Reed-Solomon error correction over GF(256) with QR's field (x^8+x^4+x^3+x^2+1, generator 2, fcr 0)."""
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -32,7 +32,7 @@ def gf_mul(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
     return np.where((a == 0) | (b == 0), 0, product)
 
 
-@lru_cache(maxsize=None)
+@cache
 def generator_poly(n_ec: int) -> np.ndarray:
     """Coefficients (highest power first, leading 1 dropped) of prod_{i<n_ec} (x - 2^i)."""
     poly = np.array([1], dtype=np.int32)

@@ -4,7 +4,7 @@ All per-version work is cached, so encoding a code is array indexing plus Reed-S
 """
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -66,7 +66,7 @@ def _format_positions(size: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols
 
 
-@lru_cache(maxsize=None)
+@cache
 def template(version: int) -> Template:
     size = symbol_size(version)
     base = np.zeros((size, size), dtype=np.uint8)
