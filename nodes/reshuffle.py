@@ -58,7 +58,9 @@ class AQRReshuffle(io.ComfyNode):
                 io.Boolean.Input("url_fragment", default=False,
                                  tooltip="For http(s) URLs only: append '#' and digits that fill the code, "
                                          "which are free too (QArt). The decoded text changes; the page a "
-                                         "browser opens does not."),
+                                         "browser opens does not. The bits after the message are already free, "
+                                         "so this mode rarely gains anything (bench: a few bits fewer); it is "
+                                         "here for QArt parity."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Tie-break order among equal "
                                                                                 "priorities."),
                 io.Combo.Input("style", options=list(STYLES), default="plain",

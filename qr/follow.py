@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .blueprint import binarize_modules, module_coverage, module_luminance, module_priority
-from .code import QRCode, encode
+from . import segments as seg
+from .code import QRCode, encode, smallest_version
 from .errors import QRInputError
 from .render import make_geometry
 from .reshuffle import ReshuffleReport, reshuffle, reshuffle_url
@@ -40,6 +41,16 @@ def _score(report: ReshuffleReport, priority: np.ndarray) -> tuple:
     return (-report.fixed_unmet, float((weights * shows).sum() / max(weights.sum(), 1e-9)))
 
 
+def _smallest_version(text: str, ecl: str, url_fragment: bool) -> int:
+    if not url_fragment:
+        return encode(text, ecl=ecl, mask=0).version
+    segments = [seg.byte((text + "#").encode("utf-8")), seg.numeric("000")]  # room for one group of digits
+    version = smallest_version(segments, ecl)
+    if version is None:
+        raise QRInputError(f"no version at level {ecl} holds {text!r} plus a URL fragment")
+    return version
+
+
 def follow_picture(text: str, picture: np.ndarray, *, version: int | None = None, ecl: str = "M",
                    mask: int | None = None, extra_versions: int = 0, module_px: int = 16, border: int = 4,
                    multiple: int = 8, priority: str | np.ndarray = "qart", dither: bool = False,
@@ -59,7 +70,7 @@ def follow_picture(text: str, picture: np.ndarray, *, version: int | None = None
         raise QRInputError("URL-fragment mode only makes sense for http(s) URLs: turn it off for other text")
     if not 0 <= extra_versions <= 39:
         raise QRInputError(f"extra_versions must be 0-39, got {extra_versions}")
-    first = version if version is not None else encode(text, ecl=ecl, mask=0).version
+    first = version if version is not None else _smallest_version(text, ecl, url_fragment)
     versions = range(first, min(40, first + extra_versions) + 1)
     masks = range(8) if mask is None else (mask,)
     total, done = len(versions) * len(masks), 0
