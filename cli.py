@@ -46,7 +46,11 @@ def cmd_verify(args: argparse.Namespace) -> dict:
     image = load_image(args.image)
     qr = None
     if args.qr:
-        qr = QRCode.from_json(json.loads(Path(args.qr).read_text()))
+        try:
+            qr = QRCode.from_json(json.loads(Path(args.qr).read_text()))
+        except (OSError, ValueError, KeyError) as err:
+            raise QRInputError(f"cannot use {args.qr!r} as a code description (write one with "
+                               f"`aesthetic-qr encode --json`): {err}") from None
     expected = args.expect if args.expect is not None else qr.text
     report = verify_image(image, expected, qr=qr, suite=args.suite)
     return report.to_dict()
@@ -72,9 +76,22 @@ def cmd_reshuffle(args: argparse.Namespace) -> dict:
             "per_block": report.per_block, "candidates": result.candidates, "out": args.out}
 
 
+def cmd_demo(args: argparse.Namespace) -> dict:
+    from .demo import run_demo
+
+    return run_demo(args.out, args.text, suite=not args.no_suite)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aesthetic-qr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="the embedded default job: encode, follow a built-in picture, verify")
+    p.add_argument("--text", default="https://github.com/aesthetic-qr/aesthetic-qr", help="the message")
+    p.add_argument("--out", default="out/demo", help="folder for the images")
+    p.add_argument("--no-suite", action="store_true", help="skip the simulated-camera suite")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("encode", help="encode text as a QR code image (layout-aware encoder)")
     p.add_argument("--text", required=True, help="the message")

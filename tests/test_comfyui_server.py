@@ -116,3 +116,35 @@ def test_invalid_input_is_reported(comfyui, object_info):
         comfyui.client.queue(with_defaults(object_info, prompt))
     assert "1" in info.value.node_errors, str(info.value)
     assert "version" in str(info.value)
+
+
+def test_reshuffle_halftone_graph(comfyui, object_info, tmp_path):
+    """Picture in (core LoadImage) → AQR_Reshuffle → AQR_HalftoneBlueprint → AQR_Verify with the suite → saved;
+    the saved halftone decodes to the payload and the report shows the reshuffle worked."""
+    from skimage import data
+
+    client = comfyui.client
+    path = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    uploaded = client.upload_image(path, name=f"aqr_astro_{uuid.uuid4().hex[:8]}.png")
+    text = f"https://example.com/{uuid.uuid4().hex[:10]}"
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": uploaded["name"]}},
+        "2": {"class_type": "AQR_Encode", "inputs": {"text": text, "version": 5, "ecl": "M", "mask": "auto",
+                                                     "module_px": 10, "border": 4, "style": "plain"}},
+        "3": {"class_type": "AQR_Reshuffle", "inputs": {"image": ["1", 0], "qr_code": ["2", 2],
+                                                        "priority": "artup", "mask_search": True}},
+        "4": {"class_type": "AQR_HalftoneBlueprint", "inputs": {"qr_code": ["3", 0], "image": ["1", 0],
+                                                                "core_ratio": 0.4}},
+        "5": {"class_type": "AQR_Verify", "inputs": {"image": ["4", 0], "qr_code": ["3", 0], "suite": True,
+                                                     "min_ssr": 0.5, "raise_on_failure": True}},
+        "6": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "aqr_halftone"}},
+    }
+    result = client.run(with_defaults(object_info, prompt), timeout=180)
+    assert result.status == "success"
+    ref = result.images("6")[0]
+    assert decode_png(client.view(ref["filename"], ref["subfolder"], ref["type"])) == [text]
+    report = result.outputs["3"]["text"][0]
+    assert "pinned" in report and "impossible" in report
+    verify_text = result.outputs["5"]["text"][0]
+    assert verify_text.startswith("PASS") and "suite SSR" in verify_text
