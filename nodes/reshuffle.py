@@ -52,6 +52,9 @@ class AQRReshuffle(io.ComfyNode):
                               tooltip="Region that must keep the picture's values (e.g. a face, Face2QR's "
                                       "IDRS): pinned first, up to the free capacity; the report says how many "
                                       "could not be."),
+                io.Mask.Input("dont_care_mask", optional=True,
+                              tooltip="Region whose modules may take any value (e.g. covered later by a logo): "
+                                      "no free bits are spent there."),
                 io.Boolean.Input("dither", default=False,
                                  tooltip="Error-diffusion dithering of the target in module space (gradients "
                                          "become module patterns)."),
@@ -78,7 +81,7 @@ class AQRReshuffle(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, ecl, mask_search, extra_versions, priority, dither, url_fragment, seed, style,
-                qr_code=None, text="", priority_map=None, fixed_mask=None) -> io.NodeOutput:
+                qr_code=None, text="", priority_map=None, fixed_mask=None, dont_care_mask=None) -> io.NodeOutput:
         picture = image_batch_to_numpy(image)[0]
         if qr_code is not None:
             geo = qr_code.geometry
@@ -97,11 +100,11 @@ class AQRReshuffle(io.ComfyNode):
             prio = priority_map[0].float().cpu().numpy()
         else:
             prio = priority
-        fixed = fixed_mask[0].float().cpu().numpy() if fixed_mask is not None else None
+        fixed, dont_care = (m[0].float().cpu().numpy() if m is not None else None for m in (fixed_mask, dont_care_mask))
         bar = comfy.utils.ProgressBar(8 * (extra_versions + 1) if mask_search else extra_versions + 1)
         try:
             result = follow_picture(picture=picture, extra_versions=extra_versions, priority=prio, dither=dither,
-                                    fixed=fixed, url_fragment=url_fragment, seed=seed,
+                                    fixed=fixed, dont_care=dont_care, url_fragment=url_fragment, seed=seed,
                                     progress=lambda done, total: bar.update_absolute(done, total), **settings)
             geo = result.qr.geometry
             blueprint, _ = render(result.qr, geo.module_px, geo.border, style)

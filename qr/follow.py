@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .blueprint import binarize_modules, module_coverage, module_luminance, module_priority
 from . import segments as seg
+from .blueprint import binarize_modules, module_coverage, module_luminance, module_priority
 from .code import QRCode, encode, smallest_version
 from .errors import QRInputError
 from .render import make_geometry
@@ -55,14 +55,15 @@ def follow_picture(text: str, picture: np.ndarray, *, version: int | None = None
                    mask: int | None = None, extra_versions: int = 0, module_px: int = 16, border: int = 4,
                    multiple: int = 8, priority: str | np.ndarray = "qart", dither: bool = False,
                    fixed: np.ndarray | None = None, fixed_threshold: float = 0.5,
-                   url_fragment: bool = False, seed: int = 0,
+                   dont_care: np.ndarray | None = None, url_fragment: bool = False, seed: int = 0,
                    progress: Callable[[int, int], None] | None = None) -> FollowResult:
     """Reshuffle `text`'s code towards `picture` (H×W×3 float in [0, 1], any size: it is cover-fitted).
 
     mask None searches all eight; `extra_versions` also tries that many larger versions (more free bits, more
     modules to match). `priority` is a mode name or a picture-space map (H×W, higher = more important).
     `fixed` is a picture-space mask (e.g. the face): modules covered more than `fixed_threshold` are pinned
-    first. `url_fragment` appends `#digits` to a URL for more free bits (the decoded text changes).
+    first; `dont_care` modules (same rule) are left to the code. `url_fragment` appends `#digits` to a URL for
+    more free bits (the decoded text changes).
     """
     if isinstance(priority, str) and priority not in PRIORITY_MODES:
         raise QRInputError(f"priority {priority!r} is not one of {', '.join(PRIORITY_MODES)} (or give a map)")
@@ -85,12 +86,15 @@ def follow_picture(text: str, picture: np.ndarray, *, version: int | None = None
             prio = module_coverage(priority, geo, base.size)
         fixed_modules = (module_coverage(fixed, geo, base.size) > fixed_threshold if fixed is not None
                          else np.zeros_like(target))
+        free_modules = (module_coverage(dont_care, geo, base.size) > fixed_threshold if dont_care is not None
+                        else None)
         for m in masks:
             if url_fragment:
-                out, report = reshuffle_url(text, v, ecl, m, target, prio, fixed=fixed_modules, seed=seed)
+                out, report = reshuffle_url(text, v, ecl, m, target, prio, fixed=fixed_modules,
+                                            dont_care=free_modules, seed=seed)
             else:
                 out, report = reshuffle(encode(text, version=v, ecl=ecl, mask=m), target, prio,
-                                        fixed=fixed_modules, seed=seed)
+                                        fixed=fixed_modules, dont_care=free_modules, seed=seed)
             score = _score(report, prio)
             candidates.append({"version": v, "mask": m, "fixed_unmet": report.fixed_unmet,
                                "weighted_match": round(score[1], 4),

@@ -69,3 +69,13 @@ def test_url_fragment_mode_needs_a_url():
         follow_picture("not a url", PICTURE, url_fragment=True)
     result = follow_picture(TEXT, PICTURE, ecl="L", mask=1, url_fragment=True)
     assert result.qr.text.startswith(TEXT + "#") and scans(result.qr)
+
+
+def test_dont_care_region_spends_no_free_bits_there():
+    h, w = PICTURE.shape[:2]
+    logo = np.zeros((h, w), np.float32)
+    logo[h // 3: 2 * h // 3, w // 3: 2 * w // 3] = 1
+    result = follow_picture(TEXT, PICTURE, version=5, ecl="L", mask=0, dont_care=logo)
+    assert result.report.status[h // 2 * result.qr.size // h, result.qr.size // 2] == 0
+    assert result.report.requested < (result.qr.module_block >= 0).sum()
+    assert scans(result.qr)
