@@ -8,6 +8,7 @@ import time
 
 import qrcode
 import segno
+
 from aesthetic_qr.qr import encode
 
 PAYLOAD = "https://example.com/aesthetic-qr?id=1234"

@@ -5,6 +5,8 @@ import cv2
 import numpy as np
 import pytest
 import zxingcpp
+from skimage import data
+
 from aesthetic_qr.qr import QRInputError, encode
 from aesthetic_qr.qr.blueprint import (
     LUMA,
@@ -20,7 +22,6 @@ from aesthetic_qr.qr.blueprint import (
     polarise,
 )
 from aesthetic_qr.qr.render import make_geometry, render
-from skimage import data
 
 MODULE_PX = 12
 TEXT = "https://github.com/aesthetic-qr/aesthetic-qr"

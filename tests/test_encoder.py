@@ -8,14 +8,15 @@ import pytest
 import qrcode
 import segno
 import zxingcpp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from aesthetic_qr.qr import QRCode, QRInputError, encode
 from aesthetic_qr.qr.code import read_blocks
 from aesthetic_qr.qr.gf256 import rs_remainder
 from aesthetic_qr.qr.layout import template
 from aesthetic_qr.qr.render import render
 from aesthetic_qr.qr.tables import alignment_positions, block_lengths, total_codewords
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 ECLS = "LMQH"
 
