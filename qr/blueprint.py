@@ -18,11 +18,11 @@ Luminance is Rec.601, Y = 0.299 R + 0.587 G + 0.114 B, the weights scanners bina
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from .code import Geometry, QRCode
 from .errors import QRInputError
+from .optional import opencv
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 PRIORITY_MODES = ("qart", "artup", "uniform")
@@ -120,6 +120,7 @@ def fit_to_geometry(image, geometry: Geometry) -> np.ndarray:
     Accepts H×W×3/4 (float [0,1] or uint8), returning H×W×3 float32; a 2-D H×W array (a mask) is fitted
     the same way and returned 2-D, so a mask the same size as its picture stays aligned with it.
     """
+    cv2 = opencv()
     arr = np.asarray(image)
     two_d = arr.ndim == 2
     if two_d:
@@ -245,6 +246,7 @@ def binarize_modules(lum: np.ndarray, threshold: str | float = "otsu", dither: b
 
 def _local_variance(target: np.ndarray, window: int) -> np.ndarray:
     """Variance of each cell's window × window neighbourhood (reflected at the border)."""
+    cv2 = opencv()
     t = target.astype(np.float64)
     mean = cv2.blur(t, (window, window), borderType=cv2.BORDER_REFLECT)
     mean_sq = cv2.blur(t * t, (window, window), borderType=cv2.BORDER_REFLECT)
@@ -254,6 +256,7 @@ def _local_variance(target: np.ndarray, window: int) -> np.ndarray:
 def edge_density(image: np.ndarray, geo: Geometry, n: int) -> np.ndarray:
     """Fraction of Canny edge pixels in each module. Canny runs on the 8-bit luminance, lightly smoothed
     (σ = 1 px), with thresholds from the median (0.66× and 1.33×, floored at 10 and 30 of 255)."""
+    cv2 = opencv()
     gray = np.clip(np.round(luminance(image) * 255), 0, 255).astype(np.uint8)
     gray = cv2.GaussianBlur(gray, (0, 0), 1.0)
     med = float(np.median(gray))
@@ -270,6 +273,7 @@ def region_contrast_saliency(image: np.ndarray, geo: Geometry, n: int) -> np.nda
     distance between cell centres in symbol widths (so near contrast counts more than far contrast, and a
     colour unusual for the picture stands out). The cell map is resized to n × n modules.
     """
+    cv2 = opencv()
     lab = cv2.cvtColor(np.ascontiguousarray(image, dtype=np.float32), cv2.COLOR_RGB2Lab)
     sym = _symbol_area(lab, geo, n, fill=0.0)
     m = min(n, SALIENCY_GRID)
@@ -399,6 +403,7 @@ def halftone_blueprint(image, qr: QRCode, core_ratio: float = 1 / 3, tau_black: 
        values blend the picture with the blueprint. Function patterns and the quiet zone are drawn over it all
        the same, so the code stays locatable.
     """
+    cv2 = opencv()
     if not isinstance(qr, QRCode):
         raise QRInputError(f"expected a QRCode, got {type(qr).__name__}")
     if qr.geometry is None:

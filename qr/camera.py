@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .decoders import DEFAULT_DECODERS, DecodeResult, decode_gray, to_gray_u8
+from .optional import opencv
 
 WORK_PX = 400
 QRVERIFY_SIDE = 300
@@ -54,13 +55,6 @@ QRVERIFY_BRIGHTNESS = (0.9, 1.2, 1.4)
 GROUPS = ("camera", "qrverify")
 
 
-def _cv2():
-    try:
-        import cv2  # noqa: PLC0415
-    except Exception as e:  # pragma: no cover - the environment ships OpenCV
-        raise ImportError(f"the camera suite needs OpenCV ({type(e).__name__}: {e}); "
-                          f"install opencv-contrib-python-headless") from None
-    return cv2
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -86,7 +80,7 @@ def _to_u8(image) -> np.ndarray:
 
 
 def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
-    cv2 = _cv2()
+    cv2 = opencv()
     if (w, h) == (img.shape[1], img.shape[0]):
         return img
     interp = cv2.INTER_AREA if w < img.shape[1] else cv2.INTER_LINEAR
@@ -96,7 +90,7 @@ def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
 def _lut(img: np.ndarray, fn) -> np.ndarray:
     x = np.arange(256, dtype=np.float64) / 255.0
     table = np.clip(np.round(fn(x) * 255.0), 0, 255).astype(np.uint8)
-    return _cv2().LUT(img, table)
+    return opencv().LUT(img, table)
 
 
 def _brightness(img, b):
@@ -110,11 +104,11 @@ def _contrast(img, c):
 def _blur(img, sigma):
     if sigma <= 0:
         return img
-    return _cv2().GaussianBlur(img, (0, 0), sigmaX=float(sigma), sigmaY=float(sigma))
+    return opencv().GaussianBlur(img, (0, 0), sigmaX=float(sigma), sigmaY=float(sigma))
 
 
 def _jpeg(img, quality):
-    cv2 = _cv2()
+    cv2 = opencv()
     bgr = img[:, :, ::-1] if img.ndim == 3 else img
     ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(bgr), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
@@ -135,7 +129,7 @@ def _fill(img):
 
 def _rotate(img, degrees):
     """Rotate about the centre, canvas grown to hold the whole rotated image, white outside."""
-    cv2 = _cv2()
+    cv2 = opencv()
     h, w = img.shape[:2]
     a = math.radians(degrees)
     cw = int(math.ceil(abs(w * math.cos(a)) + abs(h * math.sin(a))))
@@ -149,7 +143,7 @@ def _rotate(img, degrees):
 
 def _tilt(img, axis: str, shrink: float = 0.75):
     """Perspective view: the right (axis 'x') or top (axis 'y') side shortened to `shrink`, white outside."""
-    cv2 = _cv2()
+    cv2 = opencv()
     h, w = img.shape[:2]
     src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
     d = (1.0 - shrink) / 2.0
@@ -226,7 +220,7 @@ def qrverify_preset(gray: np.ndarray, contrast: float = 1.0, blur: float = 0.0, 
     if blur:
         k = _vips_gauss_kernel(blur)
         if k.size > 1:
-            out = _cv2().sepFilter2D(out, -1, k, k, borderType=_cv2().BORDER_REPLICATE)
+            out = opencv().sepFilter2D(out, -1, k, k, borderType=opencv().BORDER_REPLICATE)
     if brightness != 1.0 or contrast != 1.0:
         def fn(x, b=brightness, c=contrast):
             if b != 1.0:

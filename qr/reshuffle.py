@@ -49,8 +49,12 @@ class ReshuffleReport:
     def to_text(self) -> str:
         lines = [f"requested {self.requested} modules: pinned {self.pinned} (= free bits {self.free_bits}), "
                  f"matching {self.matched} ({100 * self.match_fraction:.1f} %), impossible {self.impossible}"]
-        if self.fixed_requested:
-            lines.append(f"fixed region: {self.fixed_requested} modules, {self.fixed_unmet} could not be honoured")
+        if self.fixed_unmet:
+            lines.append(f"fixed region: {self.fixed_requested} modules, {self.fixed_unmet} could not be honoured "
+                         f"(the code has {self.free_bits} free bits, spread over its RS blocks): lower the "
+                         f"error-correction level, allow a larger version or shrink the region")
+        elif self.fixed_requested:
+            lines.append(f"fixed region: all {self.fixed_requested} modules honoured")
         lines += [f"  block {i}: free {b['free_bits']}, requested {b['requested']}, pinned {b['pinned']}, "
                   f"impossible {b['impossible']}" for i, b in enumerate(self.per_block)]
         return "\n".join(lines)
