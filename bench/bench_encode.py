@@ -3,26 +3,14 @@
     python bench/bench_encode.py
 """
 
-import statistics
-import time
-
 import qrcode
 import segno
+from timing import median_ms
 
 from aesthetic_qr.qr import encode
 
 PAYLOAD = "https://example.com/aesthetic-qr?id=1234"
 CASES = [(5, "H"), (25, "M"), (40, "L")]
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()  # warm caches (per-version layout templates are built once)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
 
 
 def with_qrcode(version: int, ecl: str) -> None:

@@ -9,10 +9,9 @@ Three images per size: a plain version-5-M code (every view decodes), a "centre-
 
 import argparse
 import os
-import statistics
-import time
 
 import numpy as np
+from timing import median_ms
 
 from aesthetic_qr.qr import encode
 from aesthetic_qr.qr.analysis import analyze
@@ -21,16 +20,6 @@ from aesthetic_qr.qr.decoders import decode_gray, to_gray_u8
 from aesthetic_qr.qr.render import render
 
 PAYLOAD = "https://example.com/aesthetic-qr"
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up: detector creation, thread pool, caches
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
 
 
 def images(side: int):
