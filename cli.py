@@ -76,6 +76,25 @@ def cmd_reshuffle(args: argparse.Namespace) -> dict:
             "per_block": report.per_block, "candidates": result.candidates, "out": args.out}
 
 
+def cmd_personalize(args: argparse.Namespace) -> dict:
+    import time
+
+    from .losses.pixel_refine import PixelRefineConfig, pixel_refine
+    from .qr.follow import follow_picture
+    from .qr.report import verify_image
+
+    start = time.perf_counter()
+    picture = load_image(args.image)
+    follow = follow_picture(args.text, picture, version=_version(args.version), ecl=args.ecl, mask=None,
+                            module_px=args.module_px, border=args.border, multiple=8, priority="artup")
+    result = pixel_refine(picture, follow.qr, PixelRefineConfig(iterations=args.iterations, seed=args.seed))
+    save_image(result.image, args.out)
+    report = verify_image(result.image, follow.qr.text, follow.qr, suite=True)
+    return {**report.to_dict(), "qr": follow.qr.summary(), "iterations": result.iterations,
+            "stopped_early": result.stopped_early, "seconds": round(time.perf_counter() - start, 2),
+            "out": args.out}
+
+
 def cmd_demo(args: argparse.Namespace) -> dict:
     from .demo import run_demo
 
@@ -127,6 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_reshuffle)
+
+    p = sub.add_parser("personalize", help="picture in, scannable picture out (pixel-space SRL refinement)")
+    p.add_argument("--text", required=True, help="the message")
+    p.add_argument("--image", required=True, help="the picture")
+    p.add_argument("--version", default="auto", help="1-40, or auto for the smallest that fits")
+    p.add_argument("--ecl", default="M", choices=list("LMQH"), type=str.upper, help="error-correction level")
+    p.add_argument("--module-px", type=int, default=12, help="pixels per module")
+    p.add_argument("--border", type=int, default=4, help="quiet zone in modules")
+    p.add_argument("--iterations", type=int, default=400, help="most optimisation steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_personalize)
 
     p = sub.add_parser("verify", help="decode an image with real decoders, optionally through the camera suite")
     p.add_argument("image")

@@ -4,10 +4,11 @@ from comfy_api.latest import ComfyExtension, io
 
 from .blueprint import AQRHalftoneBlueprint
 from .encode import AQREncode
+from .pixel_refine import AQRPixelRefine
 from .reshuffle import AQRReshuffle
 from .verify import AQRVerify
 
 
 class AestheticQRExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [AQREncode, AQRReshuffle, AQRHalftoneBlueprint, AQRVerify]
+        return [AQREncode, AQRReshuffle, AQRHalftoneBlueprint, AQRPixelRefine, AQRVerify]
