@@ -76,6 +76,22 @@ def cmd_reshuffle(args: argparse.Namespace) -> dict:
             "per_block": report.per_block, "candidates": result.candidates, "out": args.out}
 
 
+def cmd_artup(args: argparse.Namespace) -> dict:
+    import time
+
+    from .qr.artup import artup
+    from .qr.report import verify_image
+
+    start = time.perf_counter()
+    result = artup(load_image(args.image), args.text, version=_version(args.version), ecl=args.ecl,
+                   p_min=args.p_min, size_px=args.size_px, seed=args.seed)
+    seconds = time.perf_counter() - start
+    save_image(result.image, args.out)
+    report = verify_image(result.image, result.qr.text, result.qr, suite=True)
+    return {**report.to_dict(), "qr": result.qr.summary(), "mean_p": round(result.mean_p, 4),
+            "seconds": round(seconds, 2), "out": args.out}
+
+
 def cmd_personalize(args: argparse.Namespace) -> dict:
     import time
 
@@ -146,6 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_reshuffle)
+
+    p = sub.add_parser("artup", help="picture in, scannable picture out (ARTUP: reshuffle, scan model, colour)")
+    p.add_argument("--text", required=True, help="the message")
+    p.add_argument("--image", required=True, help="the picture")
+    p.add_argument("--version", default="auto", help="1-40, or auto for the smallest that fits")
+    p.add_argument("--ecl", default="M", choices=list("LMQH"), type=str.upper, help="error-correction level")
+    p.add_argument("--p-min", type=float, default=0.85, help="required probability of a correct module read")
+    p.add_argument("--size-px", type=int, default=512, help="largest output side in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_artup)
 
     p = sub.add_parser("personalize", help="picture in, scannable picture out (pixel-space SRL refinement)")
     p.add_argument("--text", required=True, help="the message")

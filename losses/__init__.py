@@ -1,7 +1,7 @@
 """Differentiable scanning-robust losses (torch; no ComfyUI import)."""
 
 # public API of the loss modules (re-exported; `noqa: F401` keeps each line independent for later appends)
-from .adaptive import AdaptiveConfig, adaptive_code_loss, face_modules, marker_harmonise  # noqa: F401
+from .adaptive import AdaptiveConfig, adaptive_code_loss, face_modules  # noqa: F401
 from .artcoder import ArtCoderConfig, active_modules, artcoder_code_loss, ss_layer  # noqa: F401
 from .colour import chroma, chroma_drift, clipping_penalty, luminance_only  # noqa: F401
 from .perceptual import (  # noqa: F401

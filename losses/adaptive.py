@@ -154,35 +154,3 @@ def adaptive_code_loss(image: torch.Tensor, qr: QRCode, target=None, face=None,
     if cfg.reduction == "mean":
         loss = loss / float(n * n)
     return (loss, per_module) if return_map else loss
-
-
-def marker_harmonise(image: torch.Tensor, qr: QRCode, *, lam: float = 0.8, tau: float = 0.5,
-                     kinds: tuple[str, ...] = MARKER_KINDS, geometry: Geometry | None = None) -> torch.Tensor:
-    """Face2QR eq. 6 on the marker modules Δ_m (finder, separator, alignment by default): every channel of a pixel
-    in a light marker module is raised to at least τ(1+λ), in a dark one lowered to at most τ(1−λ) (0.9 / 0.1 at
-    the defaults τ = ½, λ = 0.8). Pixels elsewhere are unchanged. Returns a new B×C×H×W tensor (differentiable)."""
-    from ..qr.analysis import function_kinds
-
-    geo = geometry_of(qr, geometry)
-    found = function_kinds(qr)
-    unknown = sorted(set(kinds) - set(found))
-    if unknown:
-        raise ValueError(f"unknown marker kind(s) {unknown}; known: {sorted(found)}")
-    marker = np.zeros((qr.size, qr.size), bool)
-    for k in kinds:
-        marker |= found[k]
-    w, h = geo.image_size
-    if image.shape[-2:] != (h, w):
-        raise ValueError(f"image is {image.shape[-1]}×{image.shape[-2]} but the code's geometry is {w}×{h}; "
-                         f"resample the image to the code's size first")
-    p, (x0, y0) = geo.module_px, geo.origin
-    ys, xs = torch.arange(h) - y0, torch.arange(w) - x0
-    r, c = torch.div(ys, p, rounding_mode="floor"), torch.div(xs, p, rounding_mode="floor")
-    inside = ((r >= 0) & (r < qr.size))[:, None] & ((c >= 0) & (c < qr.size))[None, :]
-    rr, cc = r.clamp(0, qr.size - 1)[:, None], c.clamp(0, qr.size - 1)[None, :]
-    is_marker = inside & torch.as_tensor(marker)[rr, cc]
-    light = torch.as_tensor(qr.matrix == 0)[rr, cc]
-    is_marker, light = is_marker.to(image.device), light.to(image.device)
-    up = torch.clamp(image, min=tau * (1 + lam))
-    down = torch.clamp(image, max=tau * (1 - lam))
-    return torch.where(is_marker, torch.where(light, up, down), image)

@@ -19,7 +19,7 @@ from ..qr.blueprint import fit_to_geometry
 from ..qr.camera import run_suite
 from ..qr.code import QRCode
 from ..qr.decoders import DEFAULT_DECODERS
-from .adaptive import marker_harmonise
+from ..qr.markers import harmonize_markers
 from .colour import luminance_only
 from .eot import CameraAugment
 from .perceptual import VGGFeatures, fidelity_loss
@@ -66,10 +66,9 @@ def pixel_refine(picture: np.ndarray, qr: QRCode, config: PixelRefineConfig | No
     t0 = time.perf_counter()
     generator = torch.Generator().manual_seed(cfg.seed)
     augment = CameraAugment()
-    reference = torch.from_numpy(fit_to_geometry(picture, qr.geometry)).permute(2, 0, 1)[None]
-    quiet = torch.ones_like(reference)
-    inside = _symbol_mask(qr, reference.shape[-2:])
-    start = marker_harmonise(torch.where(inside, reference, quiet), qr, lam=cfg.marker_lambda)
+    fitted = fit_to_geometry(picture, qr.geometry)
+    fitted[~_symbol_mask(qr, fitted.shape[:2])] = 1.0  # a white quiet zone, as scanners need
+    start = torch.from_numpy(harmonize_markers(fitted, qr, lam=cfg.marker_lambda)).permute(2, 0, 1)[None]
     start_luma = (start * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
     luma = start_luma.clone().requires_grad_(True)
     optimiser = torch.optim.Adam([luma], lr=cfg.lr)
@@ -112,11 +111,10 @@ def pixel_refine(picture: np.ndarray, qr: QRCode, config: PixelRefineConfig | No
                              best[2], time.perf_counter() - t0, history)
 
 
-def _symbol_mask(qr: QRCode, shape) -> torch.Tensor:
-    """1×1×H×W bool: pixels of the symbol (the quiet zone around it is made white, as scanners need)."""
+def _symbol_mask(qr: QRCode, shape) -> np.ndarray:
+    """H×W bool: the pixels of the symbol itself (the quiet zone around it is made white)."""
     geo = qr.geometry
     h, w = shape
-    ys, xs = torch.arange(h) - geo.origin[1], torch.arange(w) - geo.origin[0]
+    ys, xs = np.arange(h) - geo.origin[1], np.arange(w) - geo.origin[0]
     side = qr.size * geo.module_px
-    inside = ((ys >= 0) & (ys < side))[:, None] & ((xs >= 0) & (xs < side))[None, :]
-    return inside[None, None]
+    return ((ys >= 0) & (ys < side))[:, None] & ((xs >= 0) & (xs < side))[None, :]

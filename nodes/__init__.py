@@ -2,6 +2,7 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .artup import AQRArtup, AQRMarkerHarmonize, AQRScanProbability
 from .blueprint import AQRHalftoneBlueprint
 from .encode import AQREncode
 from .pixel_refine import AQRPixelRefine
@@ -11,4 +12,5 @@ from .verify import AQRVerify
 
 class AestheticQRExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [AQREncode, AQRReshuffle, AQRHalftoneBlueprint, AQRPixelRefine, AQRVerify]
+        return [AQREncode, AQRReshuffle, AQRHalftoneBlueprint, AQRMarkerHarmonize, AQRArtup, AQRPixelRefine,
+                AQRScanProbability, AQRVerify]

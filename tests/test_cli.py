@@ -84,3 +84,19 @@ def test_demo_runs_on_the_embedded_default(tmp_path):
     assert result["reshuffle"]["pinned"] == result["reshuffle"]["free_bits"]
     for stage in result["stages"].values():
         assert (tmp_path / stage["image"].split("/")[-1]).exists()
+
+
+def test_artup_on_the_bundled_picture(tmp_path):
+    """The README's main job: picture in, picture-like QR out that both decoders read, with the report."""
+    from pathlib import Path
+
+    picture = Path(__file__).resolve().parents[1] / "assets" / "astronaut.jpg"
+    out = tmp_path / "artup.png"
+    proc = run("artup", "--text", "https://github.com/aesthetic-qr/aesthetic-qr", "--image", str(picture),
+               "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["pass"] and {"version", "ecl", "mask"} <= set(result["qr"]) and result["seconds"] < 30
+    assert all(d["match"] and d["ssr"] >= 0.95 for d in result["decoders"].values())
+    image = np.asarray(Image.open(out).convert("RGB"))
+    assert all(r.match for r in decode(image, expected="https://github.com/aesthetic-qr/aesthetic-qr").values())

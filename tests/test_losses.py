@@ -23,7 +23,6 @@ from aesthetic_qr.losses import (
     load_vgg,
     lpips_loss,
     luminance_only,
-    marker_harmonise,
     pixel_loss,
     srl,
     ss_layer,
@@ -35,7 +34,6 @@ from aesthetic_qr.losses import (
 from aesthetic_qr.losses.grid import centre_mask
 from aesthetic_qr.losses.perceptual import VGG_WEIGHTS, vgg_layer_names
 from aesthetic_qr.qr import encode
-from aesthetic_qr.qr.analysis import function_kinds
 from aesthetic_qr.qr.render import make_geometry, render
 
 P = 5  # pixels per module
@@ -356,24 +354,6 @@ def test_face_modules_from_pixel_mask(code):
     expected[5:9, 6:12] = True
     assert torch.equal(f, expected)
     assert face_modules(mask, qr, coverage=0.3)[0].sum() == 4 * 7
-
-
-def test_marker_harmonise(code):
-    qr, clean = code
-    x = torch.full_like(clean, 0.5).requires_grad_()
-    y = marker_harmonise(x, qr)
-    geo, n, p = qr.geometry, qr.size, P
-    (x0, y0) = geo.origin
-    kinds = function_kinds(qr)
-    marker = torch.as_tensor(kinds["finder"] | kinds["separator"] | kinds["alignment"])
-    sym = y[0, :, y0:y0 + n * p, x0:x0 + n * p].reshape(3, n, p, n, p).permute(0, 1, 3, 2, 4)
-    light = torch.as_tensor(qr.matrix == 0)
-    assert torch.allclose(sym[:, marker & light], torch.tensor(0.9, dtype=torch.float64))
-    assert torch.allclose(sym[:, marker & ~light], torch.tensor(0.1, dtype=torch.float64))
-    assert (sym[:, ~marker] == 0.5).all()
-    assert (y[0, :, :y0] == 0.5).all()  # quiet zone untouched
-    y.sum().backward()
-    assert torch.isfinite(x.grad).all()
 
 
 # ---- colour guards ---------------------------------------------------------------------------------------------

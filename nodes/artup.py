@@ -1,0 +1,328 @@
+"""ARTUP nodes: the full ARTUP pipeline (picture → scanning-robust colour QR code), Face2QR marker harmonisation,
+and ARTUP's per-module scanning-probability map."""
+
+import json
+
+import comfy.utils
+import numpy as np
+from comfy_api.latest import io
+
+from ..losses.scan_probability import (
+    DEFAULT_GLOBAL_WEIGHT,
+    DEFAULT_SIGMA_S,
+    DEFAULT_SIGMA_T,
+    DEFAULT_WINDOW,
+    module_scan_probability_np,
+)
+from ..qr import QRInputError
+from ..qr.analysis import GREEN, RED
+from ..qr.artup import (
+    ADJUST_MODES,
+    COLOUR_MODES,
+    DEFAULT_FUNCTION_P_MIN,
+    DEFAULT_ITERATIONS,
+    DEFAULT_P_MIN,
+    DEFAULT_QUIET_WIDTH,
+    MARKER_MODES,
+    artup,
+)
+from ..qr.markers import MODES as MARKER_COLOUR_MODES
+from ..qr.markers import harmonize_markers, pixel_modules
+from ..qr.report import verify_image
+from .tensors import image_batch_to_numpy, numpy_to_image
+from .types import QRCodeType
+
+TEXT_MODE_GEOMETRY = {"border": 4, "multiple": 8}
+
+
+def _fit_to_code(picture: np.ndarray, qr) -> np.ndarray:
+    """The image at the code's pixel size: a uniformly rescaled copy (same aspect) is resampled; anything else is
+    an error (these nodes read an image that already carries the code)."""
+    w, h = qr.geometry.image_size
+    ph, pw = picture.shape[:2]
+    if (pw, ph) == (w, h):
+        return picture
+    if abs(pw / ph - w / h) > 0.02:
+        raise QRInputError(f"the image is {pw}×{ph} but the code is {w}×{h}: give the image the code was drawn on "
+                           f"(or a uniformly scaled copy)")
+    import cv2  # noqa: PLC0415
+
+    interp = cv2.INTER_AREA if pw > w else cv2.INTER_CUBIC
+    return np.clip(cv2.resize(np.ascontiguousarray(picture), (w, h), interpolation=interp), 0.0, 1.0)
+
+
+def probability_heatmap(picture: np.ndarray, prob: np.ndarray, qr, dim: float = 0.45,
+                        alpha: float = 0.6) -> np.ndarray:
+    """H×W×3: the picture dimmed, each module tinted from red (P = 0) through yellow to green (P = 1); the quiet
+    zone is left dimmed. Works on the picture at any uniform scale of the code's geometry."""
+    h, w = picture.shape[:2]
+    row, col = pixel_modules((h, w), qr.geometry, qr.size)
+    inside = (row >= 0) & (col >= 0)
+    p = np.clip(prob, 0.0, 1.0)[np.where(inside, row, 0), np.where(inside, col, 0)]
+    # red → yellow → green: through the brighter middle so mid probabilities stand out
+    tint = np.where((p < 0.5)[..., None], RED + (2 * p)[..., None] * (np.array([1.0, 0.85, 0.1]) - RED),
+                    np.array([1.0, 0.85, 0.1]) + (2 * p - 1)[..., None] * (GREEN - np.array([1.0, 0.85, 0.1])))
+    a = np.where(inside, alpha, 0.0)[..., None]
+    out = picture * dim * (1 - a) + tint * a
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+class AQRArtup(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AQR_ARTUP",
+            display_name="QR ARTUP (scanning-robust picture code)",
+            category="Aesthetic QR/Generate",
+            description="ARTUP (Xu et al., TOMM 2021) without any model: (1) the code's free bits are reshuffled to "
+                        "follow the picture (ARTUP priority: edges, saliency, centre); (2) each module's "
+                        "probability of being read correctly — a scanner's uncertain threshold around the local "
+                        "mean and its uncertain sampling point around the module centre — is raised to at least "
+                        "p_min by lightening light modules and darkening dark ones as little as needed, "
+                        "re-estimating the threshold a few times; (3) the colours are moved along their own hue "
+                        "to the new luminance. The result is verified with zxing-cpp and WeChat (and the "
+                        "simulated-camera suite). One code per image in the batch.",
+            inputs=[
+                io.Image.Input("image", tooltip="The picture. Any size: it is centre-cropped to a square and "
+                                                "resized to the code's image size. Every image of a batch gets "
+                                                "its own code."),
+                QRCodeType.Input("qr_code", optional=True,
+                                 tooltip="The code: its text, version, level and geometry are used. With "
+                                         "'reshuffle' on it is reshuffled towards the picture first; off, it is "
+                                         "used as it is (e.g. from QR Reshuffle)."),
+                io.String.Input("text", optional=True, default="", multiline=True,
+                                tooltip="Message to encode when no QR_CODE is connected."),
+                io.Combo.Input("ecl", options=["from code", "L", "M", "Q", "H"], default="from code",
+                               tooltip="Error-correction level for the binary stage ('from code' keeps the "
+                                       "connected code's level, M for text). Lower levels leave more free "
+                                       "modules to follow the picture."),
+                io.Int.Input("version", default=0, min=0, max=40,
+                             tooltip="QR version for text input (0 = the smallest that fits; a connected code "
+                                     "keeps its own)."),
+                io.Int.Input("module_px", default=0, min=0, max=64,
+                             tooltip="Pixels per module for text input (0 = the largest that keeps the image "
+                                     "within 512 px). A connected code keeps its geometry."),
+                io.Boolean.Input("reshuffle", default=True,
+                                 tooltip="Run ARTUP's binary stage (reshuffle the code's free bits towards the "
+                                         "picture). Turn off when the connected code is already reshuffled."),
+                io.Float.Input("p_min", default=DEFAULT_P_MIN, min=0.0, max=1.0, step=0.01,
+                               tooltip="Minimum probability that a scanner reads each data module correctly. "
+                                       "Higher: more robust, more code visible (1 = the binary code, 0 = the "
+                                       "picture with function patterns)."),
+                io.Float.Input("function_p_min", default=DEFAULT_FUNCTION_P_MIN, min=0.0, max=1.0, step=0.01,
+                               tooltip="The same for timing, format and version modules."),
+                io.Float.Input("sigma_s", default=DEFAULT_SIGMA_S, min=0.0, max=1.0, step=0.01,
+                               tooltip="Sampling spread, in modules: how far from the module centre a scanner "
+                                       "may sample (ARTUP eq. 13). 0 = the centre only."),
+                io.Float.Input("sigma_t", default=DEFAULT_SIGMA_T, min=0.01, max=1.0, step=0.01,
+                               tooltip="Threshold spread, in luminance (0-1): how far a scanner's threshold may "
+                                       "stray from its expected value (lighting, exposure; ARTUP eq. 8). "
+                                       "Higher: more contrast."),
+                io.Float.Input("window", default=DEFAULT_WINDOW, min=1.0, max=20.0, step=0.5,
+                               tooltip="Side of the local-mean window for the expected threshold, in modules."),
+                io.Float.Input("global_weight", default=DEFAULT_GLOBAL_WEIGHT, min=0.0, max=1.0, step=0.05,
+                               tooltip="Share of a fixed mid-grey threshold in the expected threshold (global "
+                                       "binarisers, exposure changes). 0 = the paper's local mean only."),
+                io.Int.Input("iterations", default=DEFAULT_ITERATIONS, min=1, max=50,
+                             tooltip="Threshold re-estimations (ARTUP Algorithm 2; about 10 converge)."),
+                io.Combo.Input("adjust", options=list(ADJUST_MODES), default="blend",
+                               tooltip="blend: blend each weak module with its colour just enough (keeps the "
+                                       "picture's texture; higher SSIM at the same scan rate). probability: the "
+                                       "paper's per-pixel probability raise, centre first (black/white dots)."),
+                io.Combo.Input("markers", options=list(MARKER_MODES), default="crisp",
+                               tooltip="Finder, separator and alignment patterns: crisp black/white, harmonize "
+                                       "(Face2QR's clamp with lambda, the picture shows where it already "
+                                       "contrasts), or model (like any other module)."),
+                io.Float.Input("lam", default=0.8, min=0.0, max=1.0, step=0.05,
+                               tooltip="Face2QR's lambda for markers = harmonize: light marker pixels are "
+                                       "raised to at least 0.5(1+lambda), dark ones lowered to at most "
+                                       "0.5(1-lambda)."),
+                io.Float.Input("quiet_width", default=DEFAULT_QUIET_WIDTH, min=0.0, max=8.0, step=0.5,
+                               tooltip="Modules of the border around the symbol kept light (by the model); the "
+                                       "rest of the border keeps the picture. The standard asks for 4."),
+                io.Float.Input("camera_blur", default=-1.0, min=-1.0, max=1.0, step=0.01,
+                               tooltip="Also keep every module readable on the image blurred by this much (in "
+                                       "modules), as a phone camera sees it. -1 = auto (0.3 % of the code's "
+                                       "width: 0.14 module at version 5, 0.2 at version 10); 0 = off (the "
+                                       "paper's model)."),
+                io.Combo.Input("colour", options=list(COLOUR_MODES), default="paper",
+                               tooltip="paper: move each colour towards black or white (ARTUP eq. 18-23). "
+                                       "saturated: lighten along the most saturated colour of the same hue "
+                                       "first (more colourful light modules)."),
+                io.Boolean.Input("verify_suite", default=True,
+                                 tooltip="Also run the simulated-camera suite (about 60 degraded views) and "
+                                         "report the scan success rate per decoder; about 1-2 s per image."),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1,
+                             tooltip="Tie-break order among modules of equal priority in the reshuffle."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="image", tooltip="The ARTUP code(s), colour, at the code's size."),
+                QRCodeType.Output(display_name="qr_code",
+                                  tooltip="The code the first image carries (reshuffled, geometry attached)."),
+                io.String.Output(display_name="report",
+                                 tooltip="Per image: code settings, mean/min scanning probability, stage times, "
+                                         "and the verification (decoders, scan success rate)."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image, ecl, version, module_px, reshuffle, p_min, function_p_min, sigma_s, sigma_t, window,
+                global_weight, iterations, adjust, markers, lam, quiet_width, camera_blur, colour, verify_suite, seed,
+                qr_code=None, text="") -> io.NodeOutput:
+        pictures = image_batch_to_numpy(image)
+        common = {"p_min": p_min, "function_p_min": function_p_min, "sigma_s": sigma_s, "sigma_t": sigma_t,
+                  "window": window, "global_weight": global_weight, "iterations": iterations, "adjust": adjust,
+                  "markers": markers, "lam": lam, "quiet_width": quiet_width, "colour": colour, "seed": seed,
+                  "camera_blur": None if camera_blur < 0 else camera_blur}
+        if qr_code is not None:
+            geo = qr_code.geometry
+            if reshuffle:
+                settings = {"text": qr_code.text, "version": qr_code.version,
+                            "ecl": qr_code.ecl if ecl == "from code" else ecl,
+                            "module_px": geo.module_px if geo else (module_px or None),
+                            "border": geo.border if geo else 4, "multiple": 8}
+            else:
+                if ecl not in ("from code", qr_code.ecl):
+                    raise ValueError(f"AQR_ARTUP: ecl {ecl} differs from the connected code's {qr_code.ecl}, "
+                                     f"but reshuffle is off so the code is used as it is; set ecl to 'from code'")
+                settings = {"qr": qr_code, "module_px": module_px or None, **TEXT_MODE_GEOMETRY}
+        elif text:
+            settings = {"text": text, "version": version or None, "ecl": "M" if ecl == "from code" else ecl,
+                        "module_px": module_px or None, **TEXT_MODE_GEOMETRY}
+        else:
+            raise ValueError("AQR_ARTUP: connect a QR_CODE or type the text to encode")
+        steps = iterations + 2 + (1 if verify_suite else 0)
+        total = steps * len(pictures)
+        bar = comfy.utils.ProgressBar(total)
+        images, reports, first_qr = [], [], None
+        for i, picture in enumerate(pictures):
+            base = i * steps
+            try:
+                result = artup(picture, **settings, **common,
+                               progress=lambda done, _total, b=base: bar.update_absolute(b + done, total))
+            except QRInputError as err:
+                raise ValueError(f"AQR_ARTUP: {err}") from None
+            if images and result.image.shape != images[0].shape:
+                raise ValueError("AQR_ARTUP: the images of the batch gave codes of different sizes; "
+                                 "fix the version and module size")
+            rep = verify_image(result.image, result.qr.text, result.qr, suite=verify_suite)
+            bar.update_absolute(base + steps, total)
+            images.append(result.image)
+            first_qr = first_qr or result.qr
+            summary = {k: v for k, v in result.to_dict().items()
+                       if k in ("version", "ecl", "mask", "mean_p", "min_p", "below_p_min", "camera_blur",
+                                "mean_p_camera", "min_p_camera", "match_fraction", "timings_s")}
+            if rep.suite is not None:
+                summary["ssr"] = {k: round(v, 3) for k, v in rep.suite.ssr.items()}
+            reports.append(f"{json.dumps(summary, ensure_ascii=False)}\n{rep.to_text()}")
+        report = "\n\n".join(f"image {i}: {r}" if len(reports) > 1 else r for i, r in enumerate(reports))
+        return io.NodeOutput(numpy_to_image(images), first_qr, report, ui={"text": (report,)})
+
+
+class AQRMarkerHarmonize(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AQR_MarkerHarmonize",
+            display_name="QR Marker Harmonize (Face2QR)",
+            category="Aesthetic QR/Refine",
+            description="Strengthen the finder (and alignment) patterns of an art code so decoders find it, keeping "
+                        "the picture where it already contrasts (Face2QR eq. 6): light marker pixels are raised to "
+                        "at least 0.5(1+lambda), dark ones lowered to at most 0.5(1-lambda); everything else is "
+                        "left untouched. lambda 1 draws pure black/white markers, 0 only pushes pixels past mid "
+                        "grey.",
+            inputs=[
+                io.Image.Input("image", tooltip="The art code(s), at the code's size or a uniformly scaled copy; "
+                                                "every image of the batch is processed."),
+                QRCodeType.Input("qr_code", tooltip="The code the image carries (its geometry says where the "
+                                                    "markers are)."),
+                io.Float.Input("lam", default=0.8, min=0.0, max=1.0, step=0.05,
+                               tooltip="Face2QR's lambda (0.8 in the paper): how far marker pixels are pushed "
+                                       "towards black/white."),
+                io.Boolean.Input("include_alignment", default=True,
+                                 tooltip="Also strengthen the alignment patterns (versions 2 and up)."),
+                io.Boolean.Input("include_separators", default=True,
+                                 tooltip="Also the light ring around each finder (part of what a detector's "
+                                         "1:1:3:1:1 scan sees)."),
+                io.Boolean.Input("include_timing", default=False,
+                                 tooltip="Also the timing patterns (row and column 6)."),
+                io.Boolean.Input("quiet_zone", default=False,
+                                 tooltip="Also clamp the whole border outside the symbol as light."),
+                io.Combo.Input("mode", options=list(MARKER_COLOUR_MODES), default="rgb",
+                               tooltip="rgb: the formula on each channel (the paper). luminance: on the "
+                                       "luminance, then the colour is moved along its own hue (keeps hues)."),
+            ],
+            outputs=[io.Image.Output(display_name="image", tooltip="The image(s) with harmonised markers.")],
+        )
+
+    @classmethod
+    def execute(cls, image, qr_code, lam, include_alignment, include_separators, include_timing, quiet_zone,
+                mode) -> io.NodeOutput:
+        pictures = image_batch_to_numpy(image)
+        bar = comfy.utils.ProgressBar(len(pictures))
+        out = []
+        for i, picture in enumerate(pictures):
+            try:
+                out.append(harmonize_markers(picture, qr_code, lam, include_alignment, include_timing,
+                                             include_separators=include_separators, quiet_zone=quiet_zone,
+                                             mode=mode))
+            except QRInputError as err:
+                raise ValueError(f"AQR_MarkerHarmonize: {err}") from None
+            bar.update_absolute(i + 1, len(pictures))
+        return io.NodeOutput(numpy_to_image(out))
+
+
+class AQRScanProbability(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AQR_ScanProbability",
+            display_name="QR Scan Probability (ARTUP model)",
+            category="Aesthetic QR/Verify",
+            description="ARTUP's module-based scanning-probability model: for every module, the probability that "
+                        "a scanner reads it correctly, given a threshold that strays around the local mean "
+                        "luminance and a sampling point that strays around the module centre. The heatmap tints "
+                        "modules red (low) through yellow to green (high) over the dimmed picture.",
+            inputs=[
+                io.Image.Input("image", tooltip="The code image(s), at the code's size or a uniformly scaled copy "
+                                                "(resampled to the code's size for the model)."),
+                QRCodeType.Input("qr_code", tooltip="The code the image should carry (bits and geometry)."),
+                io.Float.Input("sigma_s", default=DEFAULT_SIGMA_S, min=0.0, max=1.0, step=0.01,
+                               tooltip="Sampling spread around the module centre, in modules."),
+                io.Float.Input("sigma_t", default=DEFAULT_SIGMA_T, min=0.01, max=1.0, step=0.01,
+                               tooltip="Threshold spread around its expected value, in luminance (0-1)."),
+                io.Float.Input("window", default=DEFAULT_WINDOW, min=1.0, max=20.0, step=0.5,
+                               tooltip="Local-mean window for the expected threshold, in modules."),
+                io.Float.Input("global_weight", default=DEFAULT_GLOBAL_WEIGHT, min=0.0, max=1.0, step=0.05,
+                               tooltip="Share of a fixed mid-grey threshold in the expected threshold "
+                                       "(0 = the paper)."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="heatmap", tooltip="Per-module probability over the picture: red "
+                                                                "low, yellow middle, green high."),
+                io.Float.Output(display_name="mean_p", tooltip="Mean probability over all modules (mean over "
+                                                               "the batch)."),
+                io.Float.Output(display_name="min_p", tooltip="Lowest module probability (over the batch)."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image, qr_code, sigma_s, sigma_t, window, global_weight) -> io.NodeOutput:
+        if qr_code.geometry is None:
+            raise ValueError("AQR_ScanProbability: the QR code has no pixel geometry; render it first "
+                             "(QR Encode does)")
+        pictures = image_batch_to_numpy(image)
+        bar = comfy.utils.ProgressBar(len(pictures))
+        heat, means, mins = [], [], []
+        for i, picture in enumerate(pictures):
+            try:
+                fitted = _fit_to_code(picture, qr_code)
+            except QRInputError as err:
+                raise ValueError(f"AQR_ScanProbability: {err}") from None
+            prob = module_scan_probability_np(fitted, qr_code, sigma_s=sigma_s, sigma_t=sigma_t, window=window,
+                                              global_weight=global_weight)
+            heat.append(probability_heatmap(picture, prob, qr_code))
+            means.append(float(prob.mean()))
+            mins.append(float(prob.min()))
+            bar.update_absolute(i + 1, len(pictures))
+        return io.NodeOutput(numpy_to_image(heat), float(np.mean(means)), float(np.min(mins)))

@@ -1,0 +1,262 @@
+"""ARTUP: the scanning-probability model (metric and loss), Face2QR marker harmonisation, and the whole pipeline on
+real photographs — decoded by real decoders and the simulated-camera suite."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from skimage import data
+from skimage.metrics import structural_similarity
+
+from aesthetic_qr.losses.scan_probability import (
+    local_mean,
+    luminance_for_probability,
+    module_scan_probability,
+    module_scan_probability_np,
+    scan_probability_loss,
+    threshold_probability,
+)
+from aesthetic_qr.qr import QRInputError, encode
+from aesthetic_qr.qr.analysis import analyze, function_kinds
+from aesthetic_qr.qr.artup import artup, match_luminance
+from aesthetic_qr.qr.blueprint import LUMA, fit_to_geometry, luminance
+from aesthetic_qr.qr.decoders import decode
+from aesthetic_qr.qr.markers import harmonize_markers, marker_modules, marker_pixels
+from aesthetic_qr.qr.render import render
+from aesthetic_qr.qr.report import verify_image
+
+TEXT = "https://example.com/astronaut"
+
+
+@pytest.fixture(scope="module")
+def clean():
+    qr = encode(TEXT, version=5, ecl="M")
+    image, geo = render(qr, module_px=10, border=4)
+    return qr.with_geometry(geo), image
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return data.astronaut().astype(np.float32) / 255.0
+
+
+@pytest.fixture(scope="module")
+def artup_runs():
+    """ARTUP on astronaut and coffee (v5-M, defaults), each with its full verification."""
+    out = {}
+    for name, pic in (("astronaut", data.astronaut()), ("coffee", data.coffee())):
+        result = artup(pic.astype(np.float32) / 255.0, f"https://example.com/{name}", version=5, ecl="M")
+        out[name] = (result, verify_image(result.image, result.qr.text, result.qr, suite=True))
+    return out
+
+
+def hue(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2HSV)[..., 0]
+
+
+def hue_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    d = np.abs(a - b) % 360
+    return np.minimum(d, 360 - d)
+
+
+# ---------------------------------------------------------------------------------------------------- the model
+
+def test_clean_code_reads_with_certainty_and_inverted_code_does_not(clean):
+    qr, image = clean
+    p = module_scan_probability_np(image, qr)
+    assert p.shape == (qr.size, qr.size) and p.min() > 0.99
+    inverted = module_scan_probability_np(1.0 - image, qr)
+    assert inverted.max() < 0.01
+    # a low-contrast copy sits in between, and the paper's local-only threshold agrees on the ordering
+    faint = 0.45 + 0.1 * image
+    for g in (0.0, 0.5):
+        pf = module_scan_probability_np(faint, qr, global_weight=g)
+        assert 0.4 < pf.mean() < 0.95
+
+
+def test_threshold_probability_is_the_truncated_normal_cdf_and_inverts():
+    lum = torch.linspace(0, 1, 101)
+    t = torch.full_like(lum, 0.4)
+    light = torch.ones_like(lum, dtype=torch.bool)
+    p = threshold_probability(lum, t, light, 0.2)
+    assert p[0] == 0 and abs(float(p[-1]) - 1) < 1e-6 and bool((p.diff() >= 0).all())
+    assert abs(float(threshold_probability(torch.tensor([0.4]), torch.tensor([0.4]), light[:1], 0.2)) - 0.5) < 0.1
+    back = luminance_for_probability(p, t, light, 0.2)
+    assert torch.allclose(back[5:-5], lum[5:-5], atol=1e-3)
+    dark = threshold_probability(lum, t, ~light, 0.2)
+    assert torch.allclose(dark, 1 - p)
+
+
+def test_local_mean_matches_a_clipped_box_filter():
+    rng = np.random.default_rng(0)
+    x = rng.random((1, 23, 31)).astype(np.float32)
+    got = local_mean(torch.from_numpy(x), 7)[0].numpy()
+    ref = cv2.boxFilter(x[0], -1, (7, 7), normalize=False, borderType=cv2.BORDER_CONSTANT) / cv2.boxFilter(
+        np.ones_like(x[0]), -1, (7, 7), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    assert np.allclose(got, ref, atol=1e-5)
+
+
+def test_model_is_batched_and_accepts_channels_last(clean):
+    qr, image = clean
+    t = torch.from_numpy(np.stack([image, 0.45 + 0.1 * image])).permute(0, 3, 1, 2)
+    batched = module_scan_probability(t, qr)
+    assert batched.shape == (2, qr.size, qr.size)
+    assert np.allclose(batched[1].numpy(), module_scan_probability_np(0.45 + 0.1 * image, qr), atol=1e-6)
+    assert torch.allclose(module_scan_probability(t.permute(0, 2, 3, 1), qr, channels_last=True), batched)
+    with pytest.raises(ValueError, match="geometry"):
+        module_scan_probability(t[:, :, :-8], qr)
+
+
+def test_loss_gradient_is_finite_and_adam_raises_the_probability(clean):
+    qr, image = clean
+    faint = torch.from_numpy(0.45 + 0.1 * image).permute(2, 0, 1)[None].contiguous()
+    x = faint.clone().requires_grad_(True)
+    loss = scan_probability_loss(x, qr, p_min=0.95)
+    loss.backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    before = float(module_scan_probability(faint, qr).mean())
+    opt = torch.optim.Adam([x], lr=0.02)
+    for _ in range(15):
+        opt.zero_grad()
+        scan_probability_loss(x.clamp(0, 1), qr, p_min=0.95).backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(module_scan_probability(x.clamp(0, 1), qr).mean())
+    assert after > before + 0.1, (before, after)
+
+
+# ---------------------------------------------------------------------------------------------------- markers
+
+@pytest.fixture(scope="module")
+def picture_code(astronaut, clean):
+    qr, _ = clean
+    return qr, fit_to_geometry(astronaut, qr.geometry)
+
+
+def test_harmonisation_only_touches_markers_and_makes_finders_read(picture_code):
+    qr, picture = picture_code
+    before = analyze(picture, qr)
+    out = harmonize_markers(picture, qr, lam=0.8)
+    sel, _ = marker_pixels(picture.shape[:2], qr, marker_modules(qr))
+    assert np.array_equal(out[~sel], picture[~sel])
+    assert before.function_errors["finder"] + before.function_errors["separator"] > 0  # the picture alone fails
+    after = analyze(out, qr)
+    assert after.function_errors["finder"] == after.function_errors["separator"] == 0
+    assert after.function_errors["alignment"] == 0 and after.finders_intact
+
+
+def test_harmonisation_follows_face2qr_lambda(picture_code):
+    qr, picture = picture_code
+    sel, light = marker_pixels(picture.shape[:2], qr, marker_modules(qr))
+    lit, dark = sel & light, sel & ~light
+    for lam in (0.0, 0.5, 0.8, 1.0):
+        out = harmonize_markers(picture, qr, lam=lam)
+        assert out[lit].min() >= 0.5 * (1 + lam) - 1e-6 and out[dark].max() <= 0.5 * (1 - lam) + 1e-6
+        # pixels already past the bound keep their value (and colour)
+        keep_lit = lit[..., None] & (picture >= 0.5 * (1 + lam))
+        keep_dark = dark[..., None] & (picture <= 0.5 * (1 - lam))
+        assert np.array_equal(out[keep_lit], picture[keep_lit]) and np.array_equal(out[keep_dark], picture[keep_dark])
+    # λ = 1: pure black and white markers; λ = 0 is the weakest correct marker, not the identity
+    one = harmonize_markers(picture, qr, lam=1.0)
+    assert set(np.unique(one[sel])) <= {0.0, 1.0}
+    assert not np.array_equal(harmonize_markers(picture, qr, lam=0.0), picture)
+    # more λ, more marker contrast
+    contrast = [float(harmonize_markers(picture, qr, lam=lam)[lit].mean() - harmonize_markers(
+        picture, qr, lam=lam)[dark].mean()) for lam in (0.0, 0.4, 0.8)]
+    assert contrast[0] < contrast[1] < contrast[2]
+    with pytest.raises(QRInputError, match="λ"):
+        harmonize_markers(picture, qr, lam=1.5)
+
+
+def test_harmonisation_options_and_luminance_mode(picture_code):
+    qr, picture = picture_code
+    kinds = function_kinds(qr)
+    assert not marker_modules(qr, include_alignment=False)[kinds["alignment"]].any()
+    assert marker_modules(qr, include_timing=True)[kinds["timing"]].all()
+    assert not marker_modules(qr, include_separators=False)[kinds["separator"]].any()
+    out = harmonize_markers(picture, qr, lam=0.8, mode="luminance")
+    sel, light = marker_pixels(picture.shape[:2], qr, marker_modules(qr))
+    y = luminance(out)
+    assert y[sel & light].min() >= 0.9 - 1e-4 and y[sel & ~light].max() <= 0.1 + 1e-4
+    # a rescaled copy is handled at its own scale
+    big = cv2.resize(picture, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    assert analyze(harmonize_markers(big, qr), qr).finders_intact
+    # the quiet zone option clamps the border as light
+    qz = harmonize_markers(picture, qr, quiet_zone=True)
+    x0 = qr.geometry.origin[0]
+    assert qz[:x0].min() >= 0.9 - 1e-6
+
+
+# ---------------------------------------------------------------------------------------------------- colour stage
+
+@pytest.mark.parametrize("mode", ["paper", "saturated"])
+def test_colour_stage_hits_the_luminance_and_keeps_the_hue(mode):
+    rng = np.random.default_rng(1)
+    rgb = rng.uniform(0.05, 0.95, (2000, 3)).astype(np.float32)
+    target = rng.uniform(0, 1, 2000).astype(np.float32)
+    out = match_luminance(rgb, target, mode)
+    assert np.allclose(out @ LUMA, target, atol=2e-4)
+    assert out.min() >= 0 and out.max() <= 1
+    ok = (out.max(1) - out.min(1) > 0.02) & (rgb.max(1) - rgb.min(1) > 0.02)
+    assert hue_distance(hue(out[ok][None])[0], hue(rgb[ok][None])[0]).max() < 0.5
+    with pytest.raises(QRInputError):
+        match_luminance(rgb, target, "lab")
+
+
+# ---------------------------------------------------------------------------------------------------- ARTUP
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee"])
+def test_artup_scans_robustly(artup_runs, name):
+    result, rep = artup_runs[name]
+    assert rep.decoders["zxing"].match and rep.decoders["wechat"].match, rep.to_text()
+    assert rep.suite.ssr["zxing"] >= 0.95 and rep.suite.ssr["wechat"] >= 0.95, rep.to_text()
+    summary = result.to_dict()
+    assert result.min_p >= result.params["p_min"] - 0.01
+    assert summary["camera_blur"] > 0 and summary["min_p_camera"] >= result.params["p_min"] - 0.01
+    assert result.timings["total"] < 5.0
+
+
+def test_artup_looks_more_like_the_picture_than_the_code(artup_runs):
+    for result, _ in artup_runs.values():
+        plain, _ = render(result.qr, result.qr.geometry.module_px, result.qr.geometry.border, multiple=8)
+        y = luminance(result.picture)
+        ssim_artup = structural_similarity(luminance(result.image), y, data_range=1.0)
+        ssim_plain = structural_similarity(luminance(plain), y, data_range=1.0)
+        assert ssim_artup > ssim_plain + 0.25, (ssim_artup, ssim_plain)
+
+
+def test_artup_moves_pixels_only_towards_their_module_colour_and_keeps_hue(artup_runs):
+    result, _ = artup_runs["astronaut"]
+    qr, geo = result.qr, result.qr.geometry
+    y0, g = luminance(result.picture), result.gray
+    assert np.allclose(luminance(result.image), g, atol=2e-3)  # the colour stage hits the grayscale target
+    from aesthetic_qr.losses.scan_probability import light_map
+    light = light_map(qr).numpy()
+    assert (g[light] >= y0[light] - 1e-5).all() and (g[~light] <= y0[~light] + 1e-5).all()
+    # outside the 1-module light band around the symbol the picture is untouched
+    band = (qr.geometry.border - 1) * geo.module_px
+    assert np.array_equal(result.image[:band], result.picture[:band])
+    # hue kept wherever the colour is neither clipped nor grey
+    src, out = result.picture, result.image
+    ok = ((src.max(-1) - src.min(-1)) > 0.1) & ((out.max(-1) - out.min(-1)) > 0.05) & (out.max(-1) < 0.999) & (
+        out.min(-1) > 0.001)
+    assert ok.mean() > 0.2
+    assert np.percentile(hue_distance(hue(out)[ok], hue(src)[ok]), 99) < 2.0
+
+
+def test_artup_paper_mode_and_a_given_code(astronaut):
+    first = artup(astronaut, "paper mode", version=4, ecl="Q", adjust="probability", markers="harmonize",
+                  quiet_width=None, iterations=4)
+    assert first.min_p >= first.params["p_min"] - 0.01
+    again = artup(astronaut, qr=first.qr, adjust="probability", iterations=4, markers="harmonize", quiet_width=None)
+    assert again.qr is first.qr and again.follow is None
+    assert np.allclose(again.image, first.image, atol=1e-5)
+    res = decode(again.image, ("zxing", "wechat"), expected="paper mode")
+    assert all(r.match for r in res.values()), res
+    seen = []
+    artup(astronaut, "progress", version=2, iterations=3, progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (5, 5) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    with pytest.raises(QRInputError):
+        artup(astronaut, "x", adjust="magic")
+    with pytest.raises(QRInputError):
+        artup(astronaut)
