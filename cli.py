@@ -79,16 +79,16 @@ def cmd_reshuffle(args: argparse.Namespace) -> dict:
 def cmd_artup(args: argparse.Namespace) -> dict:
     import time
 
-    from .qr.artup import artup
+    from .qr.artup import artup_until_scans
     from .qr.report import verify_image
 
     start = time.perf_counter()
-    result = artup(load_image(args.image), args.text, version=_version(args.version), ecl=args.ecl,
-                   p_min=args.p_min, size_px=args.size_px, seed=args.seed)
+    result, attempts = artup_until_scans(load_image(args.image), args.text, version=_version(args.version),
+                                         ecl=args.ecl, p_min=args.p_min, size_px=args.size_px, seed=args.seed)
     seconds = time.perf_counter() - start
     save_image(result.image, args.out)
     report = verify_image(result.image, result.qr.text, result.qr, suite=True)
-    return {**report.to_dict(), "qr": result.qr.summary(), "mean_p": round(result.mean_p, 4),
+    return {**report.to_dict(), "qr": result.qr.summary(), "mean_p": round(result.mean_p, 4), "attempts": attempts,
             "seconds": round(seconds, 2), "out": args.out}
 
 
@@ -168,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", required=True, help="the picture")
     p.add_argument("--version", default="auto", help="1-40, or auto for the smallest that fits")
     p.add_argument("--ecl", default="M", choices=list("LMQH"), type=str.upper, help="error-correction level")
-    p.add_argument("--p-min", type=float, default=0.85, help="required probability of a correct module read")
+    p.add_argument("--p-min", type=float, default=0.85,
+                   help="required probability of a correct module read (raised automatically until it scans)")
     p.add_argument("--size-px", type=int, default=512, help="largest output side in pixels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="PNG file to write")

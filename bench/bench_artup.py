@@ -3,6 +3,7 @@
     python bench/bench_artup.py            # the table below, a few minutes on 2 cores
     python bench/bench_artup.py --quick    # astronaut and coffee at v5-M only
     python bench/bench_artup.py --sweep    # also ARTUP's p_min / adjust / global_weight trade-off on 4 cases
+    python bench/bench_artup.py --pixel    # also pixel-space SRL refinement (slow)
 
 Methods, all at the same geometry (the largest whole module size that keeps the image within 512 px, 4-module
 border, side a multiple of 8), and the same picture-following code where one is used:
@@ -11,6 +12,7 @@ border, side a multiple of 8), and the same picture-following code where one is 
   halftone  the reshuffled code as a Text2QR/Face2QR adaptive-halftone blueprint (centre third of each module
             set to the bit, the picture polarised elsewhere)
   artup     `qr.artup.artup` with its defaults
+  pixel     `losses.pixel_refine.pixel_refine` on the reshuffled code (with --pixel: tens of seconds per case)
 SSR: scan success rate over the full simulated-camera suite (21 camera views + qr-verify's 37 presets), payload
 checked, per decoder. SSIM: Rec.601 luminance of the result vs the picture fitted to the same geometry (whole
 image, quiet zone included). Time: producing the image (not verifying it), seconds.
@@ -24,6 +26,7 @@ import numpy as np
 from skimage import data
 from skimage.metrics import structural_similarity
 
+from aesthetic_qr.losses.pixel_refine import pixel_refine
 from aesthetic_qr.qr import encode
 from aesthetic_qr.qr.artup import artup, auto_module_px
 from aesthetic_qr.qr.blueprint import fit_to_geometry, halftone_blueprint, luminance
@@ -62,7 +65,7 @@ def measure(image, qr, picture) -> dict:
     return {"z": suite.ssr["zxing"], "w": suite.ssr["wechat"], "ssim": ssim}
 
 
-def methods(picture: np.ndarray, text: str, version: int, ecl: str) -> list[tuple[str, dict]]:
+def methods(picture: np.ndarray, text: str, version: int, ecl: str, pixel: bool = False) -> list[tuple[str, dict]]:
     mpx = auto_module_px(17 + 4 * version, BORDER, SIZE_PX)
     rows = []
     t = time.perf_counter()
@@ -88,16 +91,21 @@ def methods(picture: np.ndarray, text: str, version: int, ecl: str) -> list[tupl
     result = artup(picture, text, version=version, ecl=ecl, module_px=mpx, border=BORDER, multiple=MULTIPLE)
     dt = time.perf_counter() - t
     rows.append(("artup", {**measure(result.image, result.qr, result.picture), "t": dt, "p": result.mean_p}))
+
+    if pixel:
+        t = time.perf_counter()
+        refined = pixel_refine(picture, follow.qr)
+        rows.append(("pixel", {**measure(refined.image, follow.qr, fitted), "t": dt_follow + time.perf_counter() - t}))
     return rows
 
 
-def table(cases, pics) -> dict[str, list[dict]]:
+def table(cases, pics, pixel: bool = False) -> dict[str, list[dict]]:
     print(f"{'picture':>10} {'code':>6} | {'method':>8} | {'SSR zxing':>9} {'WeChat':>7} | {'SSIM':>5} | {'time s':>6}")
     print("-" * 68)
     per_method: dict[str, list[dict]] = {}
     for name, version, ecl in cases:
         text = f"https://example.com/{name}"
-        for method, r in methods(pics[name], text, version, ecl):
+        for method, r in methods(pics[name], text, version, ecl, pixel):
             per_method.setdefault(method, []).append(r)
             print(f"{name:>10} {version:>3}-{ecl:<2} | {method:>8} | {100 * r['z']:>8.0f}% {100 * r['w']:>6.0f}% | "
                   f"{r['ssim']:>5.3f} | {r['t']:>6.2f}", flush=True)
@@ -147,6 +155,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="astronaut and coffee at v5-M only")
     ap.add_argument("--sweep", action="store_true", help="also ARTUP's parameter trade-off")
+    ap.add_argument("--pixel", action="store_true", help="also pixel-space SRL refinement (slow)")
     args = ap.parse_args(argv)
     pics = pictures()
     if args.quick:
@@ -157,7 +166,7 @@ def main(argv=None) -> None:
             ("astronaut", 3, "L"), ("coffee", 4, "Q"), ("chelsea", 7, "M"), ("camera", 8, "H"),
             ("astronaut", 10, "M"),
         ]
-    table(cases, pics)
+    table(cases, pics, pixel=args.pixel)
     if args.sweep:
         sweep(pics)
 

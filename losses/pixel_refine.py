@@ -59,8 +59,15 @@ def _camera_ssr(image: np.ndarray, qr: QRCode, decoders) -> dict[str, float]:
 def pixel_refine(picture: np.ndarray, qr: QRCode, config: PixelRefineConfig | None = None, *,
                  vgg: VGGFeatures | None = None,
                  progress: Callable[[int, int, np.ndarray | None], None] | None = None) -> PixelRefineResult:
-    """Optimise `picture` (any size; cover-fitted to `qr.geometry`) into a picture that scans as `qr`."""
-    cfg = config or PixelRefineConfig()
+    """Optimise `picture` (any size; cover-fitted to `qr.geometry`) into a picture that scans as `qr`.
+
+    ComfyUI runs every prompt under `torch.inference_mode()`, where nothing records gradients; the optimisation
+    leaves it explicitly (its tensors are all created inside, so none is an inference tensor)."""
+    with torch.inference_mode(False), torch.enable_grad():
+        return _optimise(picture, qr, config or PixelRefineConfig(), vgg, progress)
+
+
+def _optimise(picture, qr, cfg, vgg, progress) -> PixelRefineResult:
     if qr.geometry is None:
         raise ValueError("the code has no geometry: render it first (AQR_Encode / AQR_Reshuffle attach one)")
     t0 = time.perf_counter()

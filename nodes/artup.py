@@ -24,7 +24,7 @@ from ..qr.artup import (
     DEFAULT_P_MIN,
     DEFAULT_QUIET_WIDTH,
     MARKER_MODES,
-    artup,
+    artup_until_scans,
 )
 from ..qr.markers import MODES as MARKER_COLOUR_MODES
 from ..qr.markers import harmonize_markers, pixel_modules
@@ -198,8 +198,9 @@ class AQRArtup(io.ComfyNode):
         for i, picture in enumerate(pictures):
             base = i * steps
             try:
-                result = artup(picture, **settings, **common,
-                               progress=lambda done, _total, b=base: bar.update_absolute(b + done, total))
+                result, attempts = artup_until_scans(
+                    picture, **settings, **common,
+                    progress=lambda done, _total, b=base: bar.update_absolute(b + done, total))
             except QRInputError as err:
                 raise ValueError(f"AQR_ARTUP: {err}") from None
             if images and result.image.shape != images[0].shape:
@@ -212,6 +213,8 @@ class AQRArtup(io.ComfyNode):
             summary = {k: v for k, v in result.to_dict().items()
                        if k in ("version", "ecl", "mask", "mean_p", "min_p", "below_p_min", "camera_blur",
                                 "mean_p_camera", "min_p_camera", "match_fraction", "timings_s")}
+            if len(attempts) > 1:
+                summary["p_min_raised"] = [a["p_min"] for a in attempts]
             if rep.suite is not None:
                 summary["ssr"] = {k: round(v, 3) for k, v in rep.suite.ssr.items()}
             reports.append(f"{json.dumps(summary, ensure_ascii=False)}\n{rep.to_text()}")

@@ -148,3 +148,41 @@ def test_reshuffle_halftone_graph(comfyui, object_info, tmp_path):
     assert "pinned" in report and "impossible" in report
     verify_text = result.outputs["5"]["text"][0]
     assert verify_text.startswith("PASS") and "suite SSR" in verify_text
+
+
+def test_model_free_picture_pipelines(comfyui, object_info, tmp_path):
+    """Picture in → AQR_ARTUP (and, in the same graph, AQR_MarkerHarmonize → AQR_PixelRefine) → scan-probability
+    heatmap → AQR_Verify → saved; the saved ARTUP picture decodes to the payload."""
+    from skimage import data
+
+    client = comfyui.client
+    path = tmp_path / "coffee.png"
+    Image.fromarray(data.coffee()).save(path)
+    uploaded = client.upload_image(path, name=f"aqr_coffee_{uuid.uuid4().hex[:8]}.png")
+    text = f"https://example.com/{uuid.uuid4().hex[:8]}"
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": uploaded["name"]}},
+        "2": {"class_type": "AQR_Encode", "inputs": {"text": text, "version": 3, "ecl": "M", "mask": "auto",
+                                                     "module_px": 8, "border": 4, "style": "plain"}},
+        "3": {"class_type": "AQR_ARTUP", "inputs": {"image": ["1", 0], "qr_code": ["2", 2],
+                                                    "verify_suite": False}},
+        "4": {"class_type": "AQR_ScanProbability", "inputs": {"image": ["3", 0], "qr_code": ["3", 1]}},
+        "5": {"class_type": "AQR_Verify", "inputs": {"image": ["3", 0], "qr_code": ["3", 1],
+                                                     "raise_on_failure": True}},
+        "6": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "aqr_artup"}},
+        "7": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "aqr_scanprob"}},
+        "8": {"class_type": "AQR_Reshuffle", "inputs": {"image": ["1", 0], "qr_code": ["2", 2]}},
+        "9": {"class_type": "AQR_PixelRefine", "inputs": {"image": ["1", 0], "qr_code": ["8", 0],
+                                                          "iterations": 40, "check_every": 20}},
+        "10": {"class_type": "SaveImage", "inputs": {"images": ["9", 0], "filename_prefix": "aqr_pixel"}},
+        "11": {"class_type": "AQR_MarkerHarmonize", "inputs": {"image": ["1", 0], "qr_code": ["8", 0]}},
+        "12": {"class_type": "SaveImage", "inputs": {"images": ["11", 0], "filename_prefix": "aqr_markers"}},
+    }
+    result = client.run(with_defaults(object_info, prompt), timeout=300)
+    assert result.status == "success"
+    ref = result.images("6")[0]
+    assert decode_png(client.view(ref["filename"], ref["subfolder"], ref["type"])) == [text]
+    assert result.outputs["5"]["text"][0].startswith("PASS")
+    for node in ("7", "10", "12"):
+        assert len(result.images(node)) == 1, (node, result.outputs)
+    assert "steps in" in result.outputs["9"]["text"][0]

@@ -53,3 +53,13 @@ def test_without_geometry_is_a_clear_error():
 
     with pytest.raises(ValueError, match="geometry"):
         pixel_refine(np.zeros((32, 32, 3), np.float32), encode("x"))
+
+
+def test_runs_under_comfyui_inference_mode():
+    """ComfyUI executes prompts inside torch.inference_mode(); the refinement must still get gradients."""
+    picture = data.coffee().astype(np.float32) / 255
+    code = follow_picture("inference", picture, version=2, ecl="L", module_px=6).qr
+    with torch.inference_mode():
+        result = pixel_refine(picture, code, PixelRefineConfig(iterations=6, check_every=3))
+    assert result.iterations >= 3 and np.isfinite(result.image).all()
+    assert not np.array_equal(result.image, result.start)
