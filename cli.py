@@ -117,6 +117,19 @@ def cmd_demo(args: argparse.Namespace) -> dict:
     return run_demo(args.out, args.text, suite=not args.no_suite)
 
 
+def _picture_job(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A subcommand that turns a picture into a scannable picture: the flags they all share."""
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("--text", required=True, help="the message")
+    p.add_argument("--image", required=True, help="the picture")
+    p.add_argument("--version", default="auto", help="1-40, or auto for the smallest that fits")
+    p.add_argument("--ecl", default="M", choices=list("LMQH"), type=str.upper, help="error-correction level")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--json", action="store_true")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aesthetic-qr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,30 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_reshuffle)
 
-    p = sub.add_parser("artup", help="picture in, scannable picture out (ARTUP: reshuffle, scan model, colour)")
-    p.add_argument("--text", required=True, help="the message")
-    p.add_argument("--image", required=True, help="the picture")
-    p.add_argument("--version", default="auto", help="1-40, or auto for the smallest that fits")
-    p.add_argument("--ecl", default="M", choices=list("LMQH"), type=str.upper, help="error-correction level")
+    p = _picture_job(sub, "artup", "picture in, scannable picture out (ARTUP: reshuffle, scan model, colour)")
     p.add_argument("--p-min", type=float, default=0.85,
                    help="required probability of a correct module read (raised automatically until it scans)")
     p.add_argument("--size-px", type=int, default=512, help="largest output side in pixels")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_artup)
 
-    p = sub.add_parser("personalize", help="picture in, scannable picture out (pixel-space SRL refinement)")
-    p.add_argument("--text", required=True, help="the message")
-    p.add_argument("--image", required=True, help="the picture")
-    p.add_argument("--version", default="auto", help="1-40, or auto for the smallest that fits")
-    p.add_argument("--ecl", default="M", choices=list("LMQH"), type=str.upper, help="error-correction level")
+    p = _picture_job(sub, "personalize", "picture in, scannable picture out (pixel-space SRL refinement)")
     p.add_argument("--module-px", type=int, default=12, help="pixels per module")
     p.add_argument("--border", type=int, default=4, help="quiet zone in modules")
     p.add_argument("--iterations", type=int, default=400, help="most optimisation steps")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_personalize)
 
     p = sub.add_parser("verify", help="decode an image with real decoders, optionally through the camera suite")

@@ -26,13 +26,14 @@ Where we depart, and why:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..qr.code import Geometry, QRCode
 from .grid import gaussian_weights, geometry_of, module_target, symbol_blocks
+from .options import configured
 from .srl import luma_plane
 
 ERRORS = ("pixel_sq", "pixel_abs", "sampled_sq")
@@ -65,14 +66,7 @@ class AdaptiveConfig:
 
 
 def _config(config, opts) -> AdaptiveConfig:
-    cfg = config if config is not None else AdaptiveConfig()
-    if opts:
-        known = {f.name for f in fields(AdaptiveConfig)}
-        bad = sorted(set(opts) - known)
-        if bad:
-            raise TypeError(f"unknown adaptive-loss option(s) {bad}; known: {sorted(known)}")
-        cfg = replace(cfg, **opts)
-    return cfg
+    return configured(AdaptiveConfig, config, opts, "adaptive-loss")
 
 
 def _as_plane(x, batch: int, device, dtype, name: str) -> torch.Tensor:

@@ -23,12 +23,13 @@ then 1.5·module_px/sigma_ref_px; ArtCoder's module is 16 px). The released code
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import torch
 
 from ..qr.code import Geometry, QRCode
 from .grid import centre_mask, gaussian_weights, geometry_of, module_target, symbol_blocks
+from .options import configured
 from .srl import luma_plane
 
 CHANNELS = ("luminance", "rgb")
@@ -71,14 +72,7 @@ class ArtCoderConfig:
 
 
 def _config(config, opts) -> ArtCoderConfig:
-    cfg = config if config is not None else ArtCoderConfig()
-    if opts:
-        known = {f.name for f in fields(ArtCoderConfig)}
-        bad = sorted(set(opts) - known)
-        if bad:
-            raise TypeError(f"unknown ArtCoder option(s) {bad}; known: {sorted(known)}")
-        cfg = replace(cfg, **opts)
-    return cfg
+    return configured(ArtCoderConfig, config, opts, "ArtCoder")
 
 
 def ss_layer(image: torch.Tensor, qr: QRCode, config: ArtCoderConfig | None = None, *,

@@ -30,12 +30,13 @@ independent reproduction found ×4 helps detection). ``SRLConfig.public_code()``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import torch
 
 from ..qr.code import Geometry, QRCode
 from .grid import centre_mask, gaussian_weights, geometry_of, luminance, module_target, symbol_blocks
+from .options import configured
 
 SIGMA_MODES = ("scaled", "code")
 REDUCTIONS = ("wrong", "all")
@@ -88,14 +89,7 @@ class SRLConfig:
 
 
 def _config(config: SRLConfig | None, opts: dict) -> SRLConfig:
-    cfg = config if config is not None else SRLConfig()
-    if opts:
-        known = {f.name for f in fields(SRLConfig)}
-        bad = sorted(set(opts) - known)
-        if bad:
-            raise TypeError(f"unknown SRL option(s) {bad}; known: {sorted(known)}")
-        cfg = replace(cfg, **opts)
-    return cfg
+    return configured(SRLConfig, config, opts, "SRL")
 
 
 def wrong_modules(image: torch.Tensor, qr: QRCode, config: SRLConfig | None = None, *,
