@@ -11,12 +11,12 @@ import numpy as np
 from PIL import Image
 
 from .qr import QRCode, QRInputError, encode
-from .qr.render import STYLES, render
+from .qr.render import STYLES, render, to_uint8
 
 
 def save_image(image: np.ndarray, path: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+    Image.fromarray(to_uint8(image)).save(path)
 
 
 def load_image(path: str) -> np.ndarray:

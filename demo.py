@@ -10,7 +10,7 @@ import numpy as np
 from .qr import encode
 from .qr.blueprint import halftone_blueprint
 from .qr.follow import follow_picture
-from .qr.render import render
+from .qr.render import render, to_uint8
 from .qr.report import verify_image
 
 DEFAULT_TEXT = "https://github.com/aesthetic-qr/aesthetic-qr"
@@ -37,7 +37,7 @@ def run_demo(out_dir: str | Path, text: str = DEFAULT_TEXT, suite: bool = True) 
 
     def save(name: str, image: np.ndarray) -> str:
         path = out / name
-        Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+        Image.fromarray(to_uint8(image)).save(path)
         return str(path)
 
     picture = smiley()

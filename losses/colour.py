@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from .grid import LUMA
+from .grid import LUMA, luminance
 
 SPACES = ("ycbcr", "opponent")
 
@@ -34,8 +34,7 @@ def _check(image: torch.Tensor, name: str = "image") -> None:
 
 
 def _luma(image: torch.Tensor) -> torch.Tensor:
-    w = torch.tensor(LUMA, dtype=image.dtype, device=image.device)
-    return torch.einsum("bchw,c->bhw", image, w)[:, None]
+    return luminance(image)[:, None]
 
 
 def chroma(image: torch.Tensor, space: str = "ycbcr") -> torch.Tensor:

@@ -22,6 +22,7 @@ from ..qr.decoders import DEFAULT_DECODERS
 from ..qr.markers import harmonize_markers
 from .colour import luminance_only
 from .eot import CameraAugment
+from .grid import luminance
 from .perceptual import VGGFeatures, fidelity_loss
 from .srl import srl
 
@@ -76,7 +77,7 @@ def _optimise(picture, qr, cfg, vgg, progress) -> PixelRefineResult:
     fitted = fit_to_geometry(picture, qr.geometry)
     fitted[~_symbol_mask(qr, fitted.shape[:2])] = 1.0  # a white quiet zone, as scanners need
     start = torch.from_numpy(harmonize_markers(fitted, qr, lam=cfg.marker_lambda)).permute(2, 0, 1)[None]
-    start_luma = (start * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    start_luma = luminance(start)[:, None]
     luma = start_luma.clone().requires_grad_(True)
     optimiser = torch.optim.Adam([luma], lr=cfg.lr)
     module_px = qr.geometry.module_px

@@ -45,14 +45,13 @@ import numpy as np
 import torch
 
 from ..qr.code import Geometry, QRCode
-from .grid import gaussian_weights, geometry_of, symbol_blocks
+from .grid import gaussian_weights, geometry_of, luminance, symbol_blocks
 
 DEFAULT_SIGMA_S = 1 / 3    # module units: the sampled point's spread around the module centre
 DEFAULT_SIGMA_T = 0.25     # luminance units in [0, 1]: the real threshold's spread around its expected value
 DEFAULT_WINDOW = 5.0       # modules: side of the local-mean window that gives the expected threshold
 DEFAULT_GLOBAL_WEIGHT = 0.5  # share of a fixed global threshold in the expected threshold (0 = the paper)
 GLOBAL_THRESHOLD = 0.5     # the fixed threshold of a global binariser (mid grey)
-LUMA = (0.299, 0.587, 0.114)
 _SQRT2 = math.sqrt(2.0)
 
 
@@ -74,8 +73,7 @@ def to_luminance(image: torch.Tensor, channels_last: bool = False) -> torch.Tens
         return image[:, 0]
     if c not in (3, 4):
         raise ValueError(f"image has {c} channels; expected 1, 3 or 4 (is it channels-last? pass channels_last=True)")
-    w = torch.tensor(LUMA, dtype=image.dtype, device=image.device)
-    return torch.einsum("bchw,c->bhw", image[:, :3], w)
+    return luminance(image[:, :3])
 
 
 def normal_cdf(x: torch.Tensor) -> torch.Tensor:

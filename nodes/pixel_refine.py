@@ -10,6 +10,7 @@ from comfy_api.latest import io
 
 from ..losses.perceptual import load_vgg
 from ..losses.pixel_refine import PixelRefineConfig, pixel_refine
+from ..qr.render import to_uint8
 from ..qr.report import verify_image
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
@@ -99,4 +100,4 @@ class AQRPixelRefine(io.ComfyNode):
 def _to_pil(array: np.ndarray):
     from PIL import Image
 
-    return Image.fromarray((np.clip(array, 0, 1) * 255).astype(np.uint8))
+    return Image.fromarray(to_uint8(array))
