@@ -88,6 +88,21 @@ class SRLConfig:
         return gaussian_weights(module_px, self.sigma_frac * module_px, "sum", 0.0, device, dtype)
 
 
+VARIANTS = ("paper_margin", "paper", "public_code")
+MARGIN_BAND = (0.45, 0.65)
+
+
+def srl_variant(name: str, **overrides) -> SRLConfig:
+    """The named SRL settings: ``paper`` (threshold ½), ``paper_margin`` (the paper's loss with the public code's
+    margin band 0.45/0.65: a module only counts as right once it is clearly dark or light; with threshold ½ the
+    loss reaches zero on modules left grey, which real decoders misread) and ``public_code``."""
+    if name not in VARIANTS:
+        raise ValueError(f"SRL variant {name!r} is not one of {VARIANTS}")
+    if name == "public_code":
+        return SRLConfig.public_code(**overrides)
+    return replace(SRLConfig(band=MARGIN_BAND if name == "paper_margin" else (0.5, 0.5)), **overrides)
+
+
 def _config(config: SRLConfig | None, opts: dict) -> SRLConfig:
     return configured(SRLConfig, config, opts, "SRL")
 
@@ -110,11 +125,12 @@ def _wrong(blocks: torch.Tensor, qr: QRCode, geo: Geometry, cfg: SRLConfig) -> t
 
 
 def srl(image: torch.Tensor, qr: QRCode, config: SRLConfig | None = None, *, geometry: Geometry | None = None,
-        return_map: bool = False, **opts):
+        module_weight: torch.Tensor | None = None, return_map: bool = False, **opts):
     """Scanning Robust Loss per batch item, shape (B,).
 
     image: B×3×H×W in [0, 1] at the code's geometry (`qr.geometry` or `geometry`); other sizes raise — resample
     first. Options are `SRLConfig` fields, given as a config or as keywords (keywords override the config).
+    module_weight: optional n×n (or B×n×n) extra weight per module, e.g. less on a face (multiplies w_k).
     With ``return_map=True`` also returns the B×n×n per-module term φ_k·w_k·Ẽ_k (before the reduction).
     """
     cfg = _config(config, opts)
@@ -127,6 +143,8 @@ def srl(image: torch.Tensor, qr: QRCode, config: SRLConfig | None = None, *, geo
     sampled = (err * kernel).sum((-2, -1))                               # B×n×n
     wrong = _wrong(blocks, qr, geo, cfg)
     weights = module_weights(qr, cfg.function_weight, image.device, image.dtype)
+    if module_weight is not None:
+        weights = weights * module_weight.to(image.device, image.dtype)
     per_module = sampled * weights * wrong.to(image.dtype)
     total = per_module.sum((-2, -1))
     if cfg.reduction == "wrong":

@@ -5,6 +5,9 @@ from comfy_api.latest import ComfyExtension, io
 from .artup import AQRArtup, AQRMarkerHarmonize, AQRScanProbability
 from .blueprint import AQRHalftoneBlueprint
 from .encode import AQREncode
+from .face import AQRFaceMask
+from .guidance import AQRGuidanceReport, AQRScanGuidance
+from .latent_refine import AQRLatentRefine
 from .pixel_refine import AQRPixelRefine
 from .reshuffle import AQRReshuffle
 from .verify import AQRVerify
@@ -12,5 +15,5 @@ from .verify import AQRVerify
 
 class AestheticQRExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [AQREncode, AQRReshuffle, AQRHalftoneBlueprint, AQRMarkerHarmonize, AQRArtup, AQRPixelRefine,
-                AQRScanProbability, AQRVerify]
+        return [AQREncode, AQRReshuffle, AQRHalftoneBlueprint, AQRFaceMask, AQRMarkerHarmonize, AQRArtup,
+                AQRPixelRefine, AQRScanProbability, AQRScanGuidance, AQRGuidanceReport, AQRLatentRefine, AQRVerify]

@@ -1,22 +1,16 @@
 """AQR_PixelRefine: model-free picture → scannable picture, by optimising pixels against the scanning-robust loss
 under simulated camera degradations until the verifier's camera suite passes."""
 
-import os
-
 import comfy.utils
-import folder_paths
 import numpy as np
 from comfy_api.latest import io
 
-from ..losses.perceptual import load_vgg
 from ..losses.pixel_refine import PixelRefineConfig, pixel_refine
 from ..qr.render import to_uint8
 from ..qr.report import verify_image
+from .perceptual import VGG_FOLDER, vgg_choices, vgg_for_node
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
-
-VGG_FOLDER = "vgg"
-folder_paths.add_model_folder_path(VGG_FOLDER, os.path.join(folder_paths.models_dir, VGG_FOLDER))
 
 
 class AQRPixelRefine(io.ComfyNode):
@@ -52,10 +46,11 @@ class AQRPixelRefine(io.ComfyNode):
                 io.Float.Input("marker_lambda", default=0.8, min=0.0, max=1.0, step=0.05,
                                tooltip="Face2QR marker harmonisation strength for finder/alignment patterns "
                                        "(0 = untouched, 1 = pure black/white)."),
-                io.Combo.Input("vgg_model", options=["none"] + folder_paths.get_filename_list(VGG_FOLDER),
+                io.Combo.Input("vgg_model", options=vgg_choices(),
                                default="none",
-                               tooltip="Optional VGG16 weights (torchvision's vgg16-397923af.pth) in "
-                                       "ComfyUI/models/vgg/ for a perceptual fidelity term; none uses SSIM + L2."),
+                               tooltip=f"Optional VGG16 weights (torchvision's vgg16-397923af.pth) in "
+                                       f"ComfyUI/models/{VGG_FOLDER}/ for a perceptual fidelity term; none uses "
+                                       f"SSIM + L2."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the random degradations."),
             ],
             outputs=[
@@ -71,9 +66,7 @@ class AQRPixelRefine(io.ComfyNode):
         if qr_code.geometry is None:
             raise ValueError("AQR_PixelRefine: the QR_CODE has no geometry; take it from AQR_Encode or "
                              "AQR_Reshuffle")
-        vgg = None
-        if vgg_model != "none":
-            vgg = load_vgg(folder_paths.get_full_path_or_raise(VGG_FOLDER, vgg_model), "vgg16")
+        vgg = vgg_for_node(vgg_model)
         cfg = PixelRefineConfig(iterations=iterations, lr=lr, fidelity_weight=fidelity_weight,
                                 eot_samples=eot_samples, target_ssr=target_ssr, check_every=check_every,
                                 marker_lambda=marker_lambda, seed=seed)

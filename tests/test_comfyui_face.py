@@ -1,0 +1,106 @@
+"""AQR_FaceMask inside a real ComfyUI server (CPU, headless): the Haar path on an uploaded photograph through
+core nodes, and insightface without its models failing (or, on auto, falling back) with the folder named. The
+server's models folder is empty, so antelopev2 is never there."""
+
+import io
+import uuid
+
+import numpy as np
+import pytest
+from comfyui_harness import ExecutionError, with_defaults
+from PIL import Image
+from skimage import data
+
+pytestmark = pytest.mark.comfyui
+
+# The astronaut's face in scikit-image's 512×512 picture (tests/test_face_mask.py)
+REFERENCE_FACE = (185, 75, 262, 172)
+ANTELOPEV2_FOLDER = "insightface/models/antelopev2"
+
+
+@pytest.fixture(scope="module")
+def object_info(comfyui):
+    return comfyui.client.object_info()
+
+
+@pytest.fixture(scope="module")
+def astronaut_upload(comfyui, tmp_path_factory):
+    path = tmp_path_factory.mktemp("face") / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return comfyui.client.upload_image(path, name=f"aqr_face_{uuid.uuid4().hex[:8]}.png")["name"]
+
+
+def face_prompt(image_name: str, detector: str, prefix: str) -> dict:
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
+        # 37 + 8 modules × 11 px = 495, widened to 512 by the size multiple: the code spans the picture
+        "2": {"class_type": "AQR_Encode", "inputs": {"text": "https://example.com/face", "version": 5, "ecl": "M",
+                                                     "module_px": 11, "border": 4, "size_multiple": "64"}},
+        "3": {"class_type": "AQR_FaceMask", "inputs": {"image": ["1", 0], "qr_code": ["2", 2], "detector": detector,
+                                                       "grow": 0.0, "feather": 0.0}},
+        "4": {"class_type": "MaskToImage", "inputs": {"mask": ["3", 0]}},
+        "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": prefix}},
+        "6": {"class_type": "MaskToImage", "inputs": {"mask": ["3", 1]}},
+        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": prefix + "_modules"}},
+    }
+
+
+def saved_gray(client, result, node: str) -> np.ndarray:
+    (ref,) = result.images(node)
+    return np.asarray(Image.open(io.BytesIO(client.view(ref["filename"], ref["subfolder"], ref["type"]))).convert("L"))
+
+
+def test_face_mask_schema(object_info):
+    info = object_info["AQR_FaceMask"]
+    assert info["output"] == ["MASK", "MASK", "IMAGE", "INT", "STRING"]
+    assert info["input"]["optional"]["face_analysis"][0] == "FACEANALYSIS"   # InstantID's loader output
+    assert info["input"]["optional"]["qr_code"][0] == "QR_CODE"
+    assert info["input"]["required"]["detector"][1]["options"] == ["auto", "insightface", "opencv_haar"]
+
+
+def test_haar_face_mask_graph(comfyui, object_info, astronaut_upload):
+    """LoadImage → AQR_Encode (v5 over the whole picture) → AQR_FaceMask (Haar) → MaskToImage → SaveImage: the
+    saved mask is the face, the module mask is whole modules on the face, the report says which detector ran."""
+    client = comfyui.client
+    prefix = "aqr_face_" + uuid.uuid4().hex[:6]
+    result = client.run(with_defaults(object_info, face_prompt(astronaut_upload, "opencv_haar", prefix)), timeout=120)
+    assert result.status == "success"
+
+    mask = saved_gray(client, result, "5") > 127
+    assert mask.shape == (512, 512)
+    x0, y0, x1, y1 = REFERENCE_FACE
+    yy, xx = np.mgrid[:512, :512]
+    face = ((xx - (x0 + x1) / 2) / ((x1 - x0) / 2)) ** 2 + ((yy - (y0 + y1) / 2) / ((y1 - y0) / 2)) ** 2 <= 1
+    assert (mask & face).sum() / face.sum() > 0.95 and (mask & ~face).sum() / mask.sum() < 0.25
+    ys, xs = np.nonzero(mask)
+    assert x0 - 10 < xs.mean() < x1 + 10 and y0 - 10 < ys.mean() < y1 + 10
+
+    modules = saved_gray(client, result, "7") > 127
+    cells = modules[52:52 + 37 * 11, 52:52 + 37 * 11].reshape(37, 11, 37, 11)
+    assert np.all(cells.all(axis=(1, 3)) == cells.any(axis=(1, 3)))        # whole 11 px modules
+    assert not modules[:52].any() and not modules[:, :52].any()            # none in the quiet zone
+    assert (modules & face).sum() / face.sum() > 0.9 and (modules & ~face).sum() / modules.sum() < 0.35
+
+    report = result.outputs["3"]["text"][0]
+    assert "OpenCV Haar cascade, as chosen" in report and "1 face(s) found, 1 masked" in report
+    assert "face modules of 1369" in report
+    assert len(result.outputs["3"]["images"]) == 1                        # the preview
+
+
+def test_insightface_without_models_names_the_folder(comfyui, object_info, astronaut_upload):
+    client = comfyui.client
+    prompt = with_defaults(object_info, face_prompt(astronaut_upload, "insightface", "aqr_face_missing"))
+    with pytest.raises(ExecutionError) as info:
+        client.run(prompt, timeout=120)
+    error = info.value.data
+    assert error.get("node_type") == "AQR_FaceMask", error
+    message = error.get("exception_message", "")
+    assert message.startswith("AQR_FaceMask: insightface antelopev2 models not found"), message
+    assert f"models/{ANTELOPEV2_FOLDER}" in message and "scrfd_10g_bnkps.onnx" in message
+
+    prompt = with_defaults(object_info, face_prompt(astronaut_upload, "auto", "aqr_face_auto"))
+    result = client.run(prompt, timeout=120)
+    report = result.outputs["3"]["text"][0]
+    assert report.splitlines()[0].startswith("face detector: OpenCV Haar cascade (fallback: antelopev2 models not "
+                                             "found in ")
+    assert ANTELOPEV2_FOLDER in report.splitlines()[0]

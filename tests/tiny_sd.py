@@ -1,0 +1,100 @@
+"""Randomly initialised Stable Diffusion 1.5 files small enough for CPU tests, loadable by ComfyUI's own loaders.
+
+ComfyUI detects a checkpoint's architecture from its keys and shapes; SD1.5 is recognised by a UNet with 320 base
+channels and 768-wide cross-attention. `build` writes, with ComfyUI's own model classes (so every key and shape is
+what its loaders expect):
+
+* ``aqr_tiny_sd15.safetensors`` (``models/checkpoints``): an SD1.5-detected UNet cut to one level with one residual
+  block, a TAESD-architecture VAE (ComfyUI loads it as the checkpoint's VAE; 8× downscale, 4 latent channels),
+  and the full SD1 CLIP-L text encoder (its config is fixed by ComfyUI);
+* ``aqr_tiny_cn_sd15.safetensors`` (``models/controlnet``): a ControlNet of the same UNet shape.
+
+Weights are random with a fixed seed, fan-in scaled (zero-initialised layers too, so the ControlNet really
+changes the prediction). A random UNet is no denoiser: its latents reach an RMS of ~80, so the VAE's input scale
+(TAESD's ``vae_scale``) is set to 0.01 to keep them in the decoder's working range. The images are noise: these
+files prove that graphs run and that gradients flow, not that pictures are pretty. ComfyUI is imported only in a
+subprocess (``python tiny_sd.py COMFYUI_DIR OUT_DIR``), never here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+CHECKPOINT = "aqr_tiny_sd15.safetensors"
+CONTROLNET = "aqr_tiny_cn_sd15.safetensors"
+VAE_INPUT_SCALE = 0.01
+
+UNET_CONFIG = dict(
+    image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[1], channel_mult=[1],
+    use_spatial_transformer=True, transformer_depth=[1], transformer_depth_output=[1, 1], transformer_depth_middle=1,
+    context_dim=768, num_heads=8, num_head_channels=-1, use_linear_in_transformer=False, legacy=False,
+)
+
+
+def build(comfyui_dir: str | Path, out_dir: str | Path, timeout: float = 600) -> dict[str, Path]:
+    """Write the two files under ``out_dir/checkpoints`` and ``out_dir/controlnet`` (ComfyUI's models layout);
+    returns their paths. Files already there are kept."""
+    out = Path(out_dir)
+    paths = {"checkpoint": out / "checkpoints" / CHECKPOINT, "controlnet": out / "controlnet" / CONTROLNET}
+    if not all(p.is_file() for p in paths.values()):
+        subprocess.run([sys.executable, __file__, str(comfyui_dir), str(out)], cwd=str(comfyui_dir), check=True,
+                       timeout=timeout, capture_output=True)
+    return paths
+
+
+def _write(comfyui_dir: str, out_dir: str) -> None:
+    sys.path.insert(0, comfyui_dir)
+    sys.argv = [sys.argv[0], "--cpu"]
+    import comfy.options
+
+    comfy.options.enable_args_parsing()
+    import comfy.cldm.cldm
+    import comfy.ops
+    import comfy.sd1_clip
+    import comfy.taesd.taesd
+    import torch
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(0)
+
+    def randomised(module: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]:
+        """Fan-in scaled weights (activations keep unit scale through the stack, so the decoder's output
+        really depends on the latent), unit norm scales, small biases."""
+        sd = {}
+        for key, value in module.state_dict().items():
+            if value.is_floating_point():
+                shape = value.shape
+                if value.dim() >= 2:
+                    value = torch.randn(shape, generator=gen) / float(shape[1:].numel()) ** 0.5
+                elif "norm" in key and key.endswith("weight"):
+                    value = 1 + 0.02 * torch.randn(shape, generator=gen)
+                else:
+                    value = 0.02 * torch.randn(shape, generator=gen)
+            sd[prefix + key] = value.contiguous()
+        return sd
+
+    ops = comfy.ops.disable_weight_init
+    unet = UNetModel(**UNET_CONFIG, dtype=torch.float32, operations=ops)
+    vae = comfy.taesd.taesd.TAESD()
+    vae_sd = randomised(vae, "first_stage_model.")
+    vae_sd["first_stage_model.vae_scale"] = torch.tensor(VAE_INPUT_SCALE)
+    vae_sd["first_stage_model.vae_shift"] = torch.tensor(0.0)
+    clip = comfy.sd1_clip.SDClipModel(device="cpu", dtype=torch.float32)
+    clip_sd = randomised(clip.transformer, "cond_stage_model.transformer.")
+    checkpoint = {**randomised(unet, "model.diffusion_model."), **vae_sd, **clip_sd}
+
+    cn_config = {k: v for k, v in UNET_CONFIG.items() if k not in ("out_channels", "transformer_depth_output")}
+    control = comfy.cldm.cldm.ControlNet(**cn_config, hint_channels=3, dtype=torch.float32, operations=ops)
+    controlnet = randomised(control, "control_model.")
+
+    for sub, name, sd in (("checkpoints", CHECKPOINT, checkpoint), ("controlnet", CONTROLNET, controlnet)):
+        folder = Path(out_dir) / sub
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.to(torch.float16) for k, v in sd.items()}, str(folder / name))
+
+
+if __name__ == "__main__":
+    _write(sys.argv[1], sys.argv[2])
