@@ -54,7 +54,7 @@ class AQRLatentRefine(io.ComfyNode):
                 io.Int.Input("iterations", default=0, min=0, max=5000,
                              tooltip=f"Most steps; 0 = the method's default (sr_mpgd "
                                      f"{DEFAULTS['sr_mpgd']['iterations']}, idse {DEFAULTS['idse']['iterations']})."),
-                io.Float.Input("step", default=0.0, min=0.0, max=100000.0, step=0.0001,
+                io.Float.Input("step", default=0.0, min=0.0, max=1e8, step=0.0001,
                                tooltip=f"sr_mpgd: γ of z ← z − γ∇ (default {DEFAULTS['sr_mpgd']['step']:g}); "
                                        f"idse: Adam learning rate (default {DEFAULTS['idse']['step']:g}). "
                                        f"0 = default."),

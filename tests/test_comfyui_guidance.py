@@ -1,0 +1,200 @@
+"""AQR_ScanGuidance, AQR_GuidanceReport and AQR_LatentRefine inside real ComfyUI graphs with core's loaders,
+ControlNet and KSampler, on a randomly initialised SD1.5-architecture checkpoint and ControlNet (tests/tiny_sd.py).
+
+The pictures are noise; what is checked is behaviour: a guided run ends with a lower scanning-robust loss than
+the unguided run with the same seed, the guidance ran exactly inside its window, ``xt`` mode back-propagates
+through the UNet and ControlNet, refinement lowers its loss, and an interrupt stops a refinement promptly."""
+
+import io
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+import tiny_sd
+import torch
+from comfyui_harness import with_defaults
+from PIL import Image
+
+from aesthetic_qr.losses.srl import srl
+from aesthetic_qr.qr import encode
+from aesthetic_qr.qr.render import render
+
+pytestmark = pytest.mark.comfyui
+
+TEXT = "AQR guide"
+ENCODE = {"text": TEXT, "version": 1, "ecl": "L", "mask": "auto", "module_px": 5, "border": 2,
+          "style": "plain", "size_multiple": "8 (SD latent)"}
+
+
+@pytest.fixture(scope="module")
+def models(comfyui):
+    paths = tiny_sd.build(comfyui.comfyui_dir, comfyui.models_dir)
+    return {k: p.name for k, p in paths.items()}
+
+
+@pytest.fixture(scope="module")
+def object_info(comfyui, models):
+    return comfyui.client.object_info()
+
+
+@pytest.fixture(scope="module")
+def code():
+    qr = encode(TEXT, version=1, ecl="L")
+    _, geo = render(qr, module_px=5, border=2, multiple=8)
+    return qr.with_geometry(geo)
+
+
+def base_graph(models, code, steps: int = 6) -> dict:
+    side = code.geometry.image_size[0]
+    return {
+        "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": models["checkpoint"]}},
+        "pos": {"class_type": "CLIPTextEncode", "inputs": {"text": "a qr code", "clip": ["ckpt", 1]}},
+        "neg": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["ckpt", 1]}},
+        "qr": {"class_type": "AQR_Encode", "inputs": dict(ENCODE)},
+        "cnl": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": models["controlnet"]}},
+        "cn": {"class_type": "ControlNetApplyAdvanced",
+               "inputs": {"positive": ["pos", 0], "negative": ["neg", 0], "control_net": ["cnl", 0],
+                          "image": ["qr", 0], "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}},
+        "empty": {"class_type": "EmptyLatentImage", "inputs": {"width": side, "height": side, "batch_size": 1}},
+    }
+
+
+def sampler(model, seed: int = 1, steps: int = 6) -> dict:
+    return {"class_type": "KSampler",
+            "inputs": {"model": model, "seed": seed, "steps": steps, "cfg": 7.0, "sampler_name": "euler",
+                       "scheduler": "normal", "positive": ["cn", 0], "negative": ["cn", 1],
+                       "latent_image": ["empty", 0], "denoise": 1.0}}
+
+
+def save(samples, prefix: str) -> tuple[dict, dict]:
+    return ({"class_type": "VAEDecode", "inputs": {"samples": samples, "vae": ["ckpt", 2]}},
+            {"class_type": "SaveImage", "inputs": {"images": None, "filename_prefix": prefix}})
+
+
+def add_saved(graph: dict, name: str, samples) -> None:
+    decode, saver = save(samples, f"aqr_{name}_{uuid.uuid4().hex[:6]}")
+    graph[f"{name}_dec"] = decode
+    saver["inputs"]["images"] = [f"{name}_dec", 0]
+    graph[f"{name}_save"] = saver
+
+
+def saved_srl(client, result, node: str, qr) -> float:
+    (ref,) = result.images(node)
+    image = np.asarray(Image.open(io.BytesIO(client.view(ref["filename"], ref["subfolder"], ref["type"]))),
+                       dtype=np.float32) / 255.0
+    return float(srl(torch.from_numpy(image[..., :3]).permute(2, 0, 1)[None], qr))
+
+
+def guidance(mode: str, scale: float, end: float = 1.0) -> dict:
+    return {"class_type": "AQR_ScanGuidance",
+            "inputs": {"model": ["ckpt", 0], "vae": ["ckpt", 2], "qr_code": ["qr", 2], "mode": mode,
+                       "code_scale": scale, "perceptual_scale": 0.0, "start_percent": 0.0, "end_percent": end,
+                       "ecc_gate": False, "srl_variant": "paper"}}  # the SRL the test measures
+
+
+def report_text(result, node: str) -> str:
+    return "\n".join(result.outputs[node]["text"])
+
+
+def steps_of(report: str, status: str) -> set[int]:
+    for line in report.splitlines():
+        if line.strip().startswith(f"{status} at steps"):
+            out = set()
+            for part in line.split("steps", 1)[1].split(","):
+                lo, _, hi = part.strip().partition("–")
+                out |= set(range(int(lo), int(hi or lo) + 1))
+            return out
+    return set()
+
+
+def test_x0_guidance_lowers_srl_and_runs_inside_its_window(comfyui, object_info, models, code):
+    graph = base_graph(models, code)
+    graph["guide"] = guidance("x0", 100000.0)
+    graph["guided"] = sampler(["guide", 0])
+    graph["half"] = guidance("x0", 100000.0, end=0.5)
+    graph["guided_half"] = sampler(["half", 0])
+    graph["plain"] = sampler(["ckpt", 0])
+    for name, log, samples in (("report", "guide", "guided"), ("report_half", "half", "guided_half")):
+        graph[name] = {"class_type": "AQR_GuidanceReport",
+                       "inputs": {"guidance_log": [log, 1], "samples": [samples, 0]}}
+    add_saved(graph, "guided", ["report", 0])
+    add_saved(graph, "plain", ["plain", 0])
+    client = comfyui.client
+    result = client.run(with_defaults(object_info, graph), timeout=600)
+
+    full, half = report_text(result, "report"), report_text(result, "report_half")
+    assert steps_of(full, "guided") == set(range(6)) and "outside" not in full, full
+    guided, outside = steps_of(half, "guided"), steps_of(half, "outside window")
+    assert guided and outside and guided | outside == set(range(6)), half
+    assert max(guided) < min(outside), half  # a window from the start to the middle of the schedule
+    assert "run 1: 6 steps" in full and "run 2" not in full
+    guided_srl = saved_srl(client, result, "guided_save", code)
+    plain_srl = saved_srl(client, result, "plain_save", code)
+    assert guided_srl < 0.7 * plain_srl, (guided_srl, plain_srl, full)
+
+
+def test_xt_guidance_backpropagates_through_unet_and_controlnet(comfyui, object_info, models, code):
+    graph = base_graph(models, code)
+    graph["guide"] = guidance("xt", 1000.0)
+    graph["guided"] = sampler(["guide", 0], steps=4)
+    graph["report"] = {"class_type": "AQR_GuidanceReport",
+                       "inputs": {"guidance_log": ["guide", 1], "samples": ["guided", 0]}}
+    add_saved(graph, "xt", ["report", 0])
+    graph["plain"] = sampler(["ckpt", 0], steps=4)
+    add_saved(graph, "xt_plain", ["plain", 0])
+    client = comfyui.client
+    result = client.run(with_defaults(object_info, graph), timeout=600)
+    report = report_text(result, "report")
+    assert steps_of(report, "guided") == {0, 1, 2, 3}, report
+    assert "x0 fallback" not in report, report  # the gradient came through the model's graph
+    rms = report.split("step RMS", 1)[1].split()[0]
+    lo, hi = (float(v) for v in rms.split("–"))
+    assert 0 < lo <= hi < float("inf"), report
+    assert saved_srl(client, result, "xt_save", code) != saved_srl(client, result, "xt_plain_save", code)
+
+
+def refine_graph(models, code, iterations: int, step: float, check_every: int) -> dict:
+    graph = base_graph(models, code)
+    graph["plain"] = sampler(["ckpt", 0], steps=3)
+    graph["refine"] = {"class_type": "AQR_LatentRefine",
+                       "inputs": {"samples": ["plain", 0], "vae": ["ckpt", 2], "qr_code": ["qr", 2],
+                                  "method": "sr_mpgd", "iterations": iterations, "step": step,
+                                  "fidelity_weight": 0.0, "check_every": check_every, "margin": 1}}
+    add_saved(graph, "refined", ["refine", 0])
+    return graph
+
+
+def test_latent_refine_lowers_its_loss(comfyui, object_info, models, code):
+    client = comfyui.client
+    result = client.run(with_defaults(object_info, refine_graph(models, code, 12, 3e6, 6)), timeout=600)
+    report = report_text(result, "refine")
+    first, last = (float(v) for v in report.split("loss ", 1)[1].split(";")[0].split(" → "))
+    assert last < first, report
+    assert "12 iterations" in report or "passed" in report, report
+
+
+def test_interrupt_stops_a_refinement_promptly(comfyui, object_info, models, code):
+    client = comfyui.client
+    prompt_id = client.queue(with_defaults(object_info, refine_graph(models, code, 5000, 1e4, 500)))
+    started = threading.Event()
+
+    def on_event(event, data):
+        if event == "progress" and data.get("node") == "refine":
+            started.set()
+
+    box = {}
+
+    def wait():
+        box["result"] = client.wait(prompt_id, timeout=600, raise_on_error=False, on_event=on_event)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    assert started.wait(300), "the refinement never reported progress"
+    t0 = time.monotonic()
+    client.interrupt(prompt_id)
+    waiter.join(120)
+    stopped_after = time.monotonic() - t0
+    assert "result" in box and box["result"].status == "interrupted", box
+    assert stopped_after < 10, stopped_after
