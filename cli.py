@@ -1,9 +1,11 @@
-"""The `aesthetic-qr` command: the pack's pipelines without ComfyUI. `--json` prints machine-readable output."""
+"""The `aesthetic-qr` command: the pack's pipelines without ComfyUI, and `run-workflow` to run a workflow on ComfyUI
+over its HTTP API. `--json` prints machine-readable output."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -111,6 +113,193 @@ def cmd_personalize(args: argparse.Namespace) -> dict:
             "out": args.out}
 
 
+WORKFLOWS_DIR = Path(__file__).resolve().parent / "workflows"
+VERDICT = re.compile(r"^(?:image \d+: )?(PASS|FAIL):", re.M)  # AQR_Verify's report lines (qr.report.to_text)
+
+
+def _load_workflow(ref: str) -> tuple[str, dict | None, dict | None]:
+    """``(name, ui, api)`` for a name from workflows/ or a path to a UI-format or API-format JSON file."""
+    from .workflow import WorkflowError, is_api_prompt, is_ui_workflow, load_json
+
+    path = Path(ref)
+    try:
+        if path.suffix != ".json" and not path.exists():
+            ui_path, api_path = WORKFLOWS_DIR / f"{ref}.json", WORKFLOWS_DIR / "api" / f"{ref}.json"
+            if not ui_path.is_file() and not api_path.is_file():
+                names = sorted(p.stem for p in WORKFLOWS_DIR.glob("*.json"))
+                raise QRInputError(f"no workflow {ref!r}: give a path to a JSON file or one of {', '.join(names)}")
+            return (ref, load_json(ui_path) if ui_path.is_file() else None,
+                    load_json(api_path) if api_path.is_file() else None)
+        data = load_json(path)
+    except WorkflowError as err:
+        raise QRInputError(str(err)) from None
+    if is_ui_workflow(data):
+        return path.stem, data, None
+    if is_api_prompt(data):
+        return path.stem, None, data
+    raise QRInputError(f"{ref} is neither a UI workflow (nodes, links) nor an API prompt (id -> class_type, inputs)")
+
+
+def _parse_set(item: str) -> tuple[str, str, object]:
+    """``node.input=value``: node by id or title, value as JSON when it parses, else the plain string."""
+    target, sep, raw = item.partition("=")
+    node, dot, name = target.rpartition(".")
+    if not sep or not dot or not node or not name:
+        raise QRInputError(f"--set {item!r}: write NODE.INPUT=VALUE (NODE is a node id or title)")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return node, name, value
+
+
+def _apply_sets(prompt: dict, sets: list[tuple[str, str, object]], object_info: dict) -> None:
+    from .workflow import input_specs
+
+    for node, name, value in sets:
+        ids = [node] if node in prompt else [i for i, e in prompt.items() if e.get("_meta", {}).get("title") == node]
+        if len(ids) != 1:
+            titles = ", ".join(f"{i} ({(e.get('_meta') or {}).get('title', e['class_type'])})"
+                               for i, e in prompt.items())
+            found = "matches several nodes" if ids else "matches no node"
+            raise QRInputError(f"--set {node}.{name}: {node!r} {found}; nodes: {titles}")
+        entry = prompt[ids[0]]
+        known = input_specs(object_info.get(entry["class_type"], {})) or entry["inputs"]
+        if name not in known:
+            raise QRInputError(f"--set {node}.{name}: {entry['class_type']} has no input {name!r}; inputs: "
+                               f"{', '.join(known)}")
+        entry["inputs"][name] = value
+
+
+def _progress(prompt: dict):
+    """A websocket-event callback that shows which node runs and its progress on stderr."""
+    import time
+
+    tty, state = sys.stderr.isatty(), {"last": 0.0}
+
+    def title(node) -> str:
+        entry = prompt.get(str(node)) or {}
+        return f"{node} {(entry.get('_meta') or {}).get('title') or entry.get('class_type', '')}".strip()
+
+    def show(event: str, data: dict) -> None:
+        if event == "execution_cached" and data.get("nodes"):
+            print(f"cached: {', '.join(title(n) for n in data['nodes'])}", file=sys.stderr)
+        elif event == "executing" and data.get("node") is not None:
+            print(("\n" if tty and state["last"] else "") + f"running: {title(data['node'])}", file=sys.stderr)
+            state["last"] = 0.0
+        elif event == "progress":
+            now, line = time.monotonic(), f"  {data.get('value')}/{data.get('max')}"
+            if tty:
+                print("\r" + line, end="", file=sys.stderr, flush=True)
+                state["last"] = now
+            elif now - state["last"] >= 2 or data.get("value") == data.get("max"):
+                print(line, file=sys.stderr)
+                state["last"] = now
+        elif event in ("execution_error", "execution_interrupted"):
+            print(f"failed: {title(data.get('node_id'))}", file=sys.stderr)
+
+    return show
+
+
+def _connect(server: str | None):
+    """``(client, local server or None)``: the ComfyUI at ``server``, or a headless one started here."""
+    from .headless import ComfyUIClient, ComfyUINotFound, ComfyUIServer, ComfyUIStartError
+
+    if server:
+        url = server if "://" in server else f"http://{server}"
+        client = ComfyUIClient(url)
+        try:
+            client.system_stats()
+        except OSError as err:
+            raise QRInputError(f"no ComfyUI answers at {url} ({err.__class__.__name__}); start it or fix --server") \
+                from None
+        return client, None
+    print("starting a headless ComfyUI (no --server given) ...", file=sys.stderr)
+    local = ComfyUIServer()
+    try:
+        local.start()
+    except (ComfyUINotFound, ComfyUIStartError) as err:
+        raise QRInputError(f"{err} (or pass --server URL of a running ComfyUI)".replace("\n", " | ")) from None
+    print(f"ComfyUI up at {local.base_url} in {local.startup_seconds:.1f} s", file=sys.stderr)
+    return local.client, local
+
+
+def cmd_run_workflow(args: argparse.Namespace) -> dict:
+    import time
+
+    from .headless import PromptError
+    from .workflow import WorkflowError, bundled_inputs, ui_to_api
+
+    name, ui, api = _load_workflow(args.workflow)
+    sets = [_parse_set(item) for item in args.set or []]
+    try:
+        client, local = _connect(args.server)
+    except ImportError as err:
+        raise QRInputError(str(err)) from None
+    try:
+        object_info = client.object_info()
+        try:
+            prompt = json.loads(json.dumps(api)) if api is not None else ui_to_api(ui, object_info)
+        except WorkflowError as err:
+            raise QRInputError(str(err)) from None
+        _apply_sets(prompt, sets, object_info)
+        for path in bundled_inputs(prompt, object_info):
+            client.upload_image(path, name=path.name)
+        extra = {"extra_pnginfo": {"workflow": ui}} if ui is not None else None
+        try:
+            prompt_id = client.queue(prompt, extra_data=extra)
+        except PromptError as err:
+            raise QRInputError(str(err)) from None
+        print(f"queued {name} as prompt {prompt_id} on {client.base_url}", file=sys.stderr)
+        start = time.monotonic()
+        try:
+            result = client.wait(prompt_id, timeout=args.timeout, raise_on_error=False, on_event=_progress(prompt))
+            error = None if result.status == "success" else _execution_error(result)
+        except TimeoutError as err:
+            result, error = None, str(err)
+        seconds = round(time.monotonic() - start, 2)
+        saved, verify = [], []
+        if result is not None:
+            out_dir = Path(args.out or Path("out") / name)
+            for output in result.outputs.values():
+                for ref in output.get("images") or []:
+                    if ref.get("type") != "output":
+                        continue
+                    path = out_dir / ref.get("subfolder", "") / ref["filename"]
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(client.view(ref["filename"], ref.get("subfolder", ""), ref["type"]))
+                    saved.append(str(path))
+            for node_id, entry in prompt.items():
+                if entry["class_type"] == "AQR_Verify":
+                    text = "\n".join((result.outputs.get(node_id) or {}).get("text") or [])
+                    verdicts = VERDICT.findall(text)
+                    verify.append({"node": node_id, "title": (entry.get("_meta") or {}).get("title", ""),
+                                   "pass": bool(verdicts) and all(v == "PASS" for v in verdicts), "report": text})
+    except OSError as err:  # the server went away (requests' errors are OSErrors), or --out is not writable
+        raise QRInputError(f"{err.__class__.__name__}: {err}") from None
+    finally:
+        client.close()
+        if local is not None:
+            local.cleanup()
+    passed = error is None and all(v["pass"] for v in verify)
+    lines = [f"[verify node {v['node']} {v['title']}]\n{v['report'] or '(no report: the node did not run)'}"
+             for v in verify]
+    lines += [f"saved {path}" for path in saved]
+    lines += [f"error: {error}"] if error else []
+    lines.append(f"{'PASS' if passed else 'FAIL'}: {name} in {seconds} s")
+    return {"workflow": name, "server": client.base_url, "prompt_id": prompt_id, "seconds": seconds,
+            "status": result.status if result is not None else "timeout", "outputs": saved, "verify": verify,
+            "error": error, "pass": passed, "report": "\n".join(lines)}
+
+
+def _execution_error(result) -> str:
+    e = result.error or {}
+    where = f"node {e.get('node_id')} ({e.get('node_type')})"
+    if result.status == "interrupted":
+        return f"interrupted at {where}"
+    return f"{where} failed: {e.get('exception_type', '')}: {e.get('exception_message', '')}".rstrip()
+
+
 def cmd_demo(args: argparse.Namespace) -> dict:
     from .demo import run_demo
 
@@ -187,6 +376,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--border", type=int, default=4, help="quiet zone in modules")
     p.add_argument("--iterations", type=int, default=400, help="most optimisation steps")
     p.set_defaults(func=cmd_personalize)
+
+    p = sub.add_parser("run-workflow", help="run a workflow on ComfyUI over its HTTP API (a local headless one "
+                                            "when no --server), save the outputs, print the verify reports")
+    p.add_argument("workflow", help="a name from workflows/ (e.g. artup_cpu) or a path to a UI or API JSON")
+    p.add_argument("--set", action="append", metavar="NODE.INPUT=VALUE",
+                   help="override an input; NODE is a node id or title, VALUE is JSON when it parses (repeatable)")
+    p.add_argument("--server", help="URL of a running ComfyUI (default: start a headless one here)")
+    p.add_argument("--out", help="folder for the output images (default: out/WORKFLOW)")
+    p.add_argument("--timeout", type=float, default=900, help="seconds to wait for the run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_run_workflow)
 
     p = sub.add_parser("verify", help="decode an image with real decoders, optionally through the camera suite")
     p.add_argument("image")

