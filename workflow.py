@@ -17,7 +17,8 @@ frontend's rules (ComfyUI frontend 1.32, ``executionUtil.ts``, ``litegraphServic
 * ``_meta.title`` is the node's title, else the node's display name.
 
 Workflows in the 0.4 format (links as arrays) and the 1.0 format (links as objects) are read; subgraphs and group
-nodes are refused with a clear error.
+nodes are refused with a clear error. ``api_to_ui`` goes the other way, for workflows written in code
+(``scripts/author_workflows.py``): its output converts back to the same prompt.
 """
 
 from __future__ import annotations
@@ -448,3 +449,131 @@ def load_json(path: str | Path) -> Any:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise WorkflowError(f"cannot read {path}: {err}") from None
+
+
+# ---- API prompt -> UI workflow (for authoring workflows in code) ----------------------------------------------
+
+def _is_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
+
+
+def _ui_type(kind: Any) -> str:
+    return "COMBO" if isinstance(kind, list) else str(kind)
+
+
+def _node_size(info: dict, n_inputs: int, n_outputs: int) -> list[int]:
+    """A rough LiteGraph size: title, one row per socket pair, one per widget, more for multiline text."""
+    rows = max(n_inputs, n_outputs)
+    tall = 0
+    for w in widgets(info):
+        if w.kind in ("CONTROL", "FILTER"):
+            continue
+        tall += 100 if spec_options(w.spec).get("multiline") else 24
+    return [400 if tall >= 100 else 320, 30 + 22 * rows + tall + 10]
+
+
+def api_to_ui(prompt: dict, object_info: dict, notes: list[tuple[str, str]] = (), *,
+              column_width: int = 460, gap: int = 40) -> dict:
+    """A UI workflow (0.4 format) whose conversion (``ui_to_api``) is ``prompt``: widgets_values in the frontend's
+    order (control widgets "fixed", widget inputs fed by a link get a socket and keep their default as value),
+    links from the prompt's ``[node id, slot]`` pairs, and a layout in columns by longest path from the sources.
+    ``notes`` become Note nodes (title, text) above the graph. Node ids must be integer strings."""
+    ids = {key: int(key) for key in prompt}
+    if len(set(ids.values())) != len(ids):
+        raise WorkflowError("node ids must be distinct integers")
+    for key, entry in prompt.items():
+        if entry["class_type"] not in object_info:
+            raise WorkflowError(f"node {key}: type {entry['class_type']!r} is not in object_info")
+        for name, value in entry.get("inputs", {}).items():
+            if _is_link(value) and value[0] not in prompt:
+                raise WorkflowError(f"node {key}.{name}: links to a missing node {value[0]}")
+
+    depth: dict[str, int] = {}
+
+    def level(key: str, path: tuple = ()) -> int:
+        if key in path:
+            raise WorkflowError(f"node {key}: links form a loop")
+        if key not in depth:
+            sources = [v[0] for v in prompt[key].get("inputs", {}).values() if _is_link(v)]
+            depth[key] = 1 + max((level(s, path + (key,)) for s in sources), default=-1)
+        return depth[key]
+
+    for key in prompt:
+        level(key)
+    order = sorted(prompt, key=lambda k: (depth[k], ids[k]))
+
+    nodes: dict[str, dict] = {}
+    links: list[list] = []
+    for key in order:
+        entry, info = prompt[key], object_info[prompt[key]["class_type"]]
+        inputs = entry.get("inputs", {})
+        values = []
+        for w in widgets(info):
+            if w.kind == "CONTROL":
+                values.append("fixed")
+            elif w.kind == "FILTER":
+                values.append("")
+            elif w.kind == "UPLOAD":
+                values.append("image")
+            else:
+                value = inputs.get(w.name, default_value(w.spec))
+                value = default_value(w.spec) if _is_link(value) else value
+                values.append(value["__value__"] if isinstance(value, dict) and "__value__" in value else value)
+        sockets = []
+        for name, (spec, required) in input_specs(info).items():
+            kind = spec_type(spec)
+            is_widget = kind in WIDGET_TYPES and not spec_options(spec).get("forceInput")
+            if is_widget and not _is_link(inputs.get(name)):
+                continue
+            socket = {"name": name, "type": kind, "link": None}
+            if is_widget:
+                socket["widget"] = {"name": name}
+            if not required:
+                socket["shape"] = 7
+            sockets.append(socket)
+        outputs = [{"name": name, "type": _ui_type(kind), "links": None, "slot_index": i}
+                   for i, (kind, name) in enumerate(zip(info.get("output") or [],
+                                                       info.get("output_name") or info.get("output") or []))]
+        node = {"id": ids[key], "type": entry["class_type"], "pos": [0, 0],
+                "size": _node_size(info, len(sockets), len(outputs)), "flags": {}, "order": len(nodes),
+                "mode": 0, "inputs": sockets, "outputs": outputs}
+        title = (entry.get("_meta") or {}).get("title")
+        if title and title != info.get("display_name"):
+            node["title"] = title
+        node["properties"] = {"Node name for S&R": entry["class_type"]}
+        node["widgets_values"] = values
+        nodes[key] = node
+
+    for key in order:  # links in the order of their target's inputs
+        for socket in nodes[key]["inputs"]:
+            value = prompt[key]["inputs"].get(socket["name"])
+            if not _is_link(value):
+                continue
+            origin, slot = nodes[value[0]], value[1]
+            if slot >= len(origin["outputs"]):
+                raise WorkflowError(f"node {key}.{socket['name']}: node {value[0]} has no output {slot}")
+            link_id = len(links) + 1
+            links.append([link_id, origin["id"], slot, ids[key], nodes[key]["inputs"].index(socket),
+                          origin["outputs"][slot]["type"]])
+            socket["link"] = link_id
+            origin["outputs"][slot]["links"] = (origin["outputs"][slot]["links"] or []) + [link_id]
+
+    columns: dict[int, int] = {}
+    for key in order:
+        x = depth[key]
+        nodes[key]["pos"] = [40 + x * column_width, columns.get(x, 120)]
+        columns[x] = nodes[key]["pos"][1] + nodes[key]["size"][1] + gap
+    width = min(max(depth.values(), default=0) * column_width + 400, 1400)
+    next_id, top, note_nodes = max(ids.values(), default=0) + 1, 80, []
+    for i, (title, text) in enumerate(notes):
+        height = 40 + 19 * sum(1 + len(line) * 8 // width for line in text.splitlines())
+        note_nodes.append({"id": next_id + i, "type": "Note", "pos": [40, 0], "size": [width, height], "flags": {},
+                           "order": len(nodes) + i, "mode": 0, "inputs": [], "outputs": [], "title": title,
+                           "properties": {}, "widgets_values": [text], "color": "#432", "bgcolor": "#653"})
+    for note in reversed(note_nodes):  # stacked above the graph
+        top -= note["size"][1] + gap
+        note["pos"][1] = top
+    all_nodes = list(nodes.values()) + note_nodes
+    return {"last_node_id": max((n["id"] for n in all_nodes), default=0), "last_link_id": len(links),
+            "nodes": all_nodes, "links": links, "groups": [], "config": {},
+            "extra": {"ds": {"scale": 0.6, "offset": [40, -top + 40]}}, "version": 0.4}

@@ -81,10 +81,14 @@ def add_saved(graph: dict, name: str, samples) -> None:
 
 
 def saved_srl(client, result, node: str, qr) -> float:
-    (ref,) = result.images(node)
-    image = np.asarray(Image.open(io.BytesIO(client.view(ref["filename"], ref["subfolder"], ref["type"]))),
-                       dtype=np.float32) / 255.0
-    return float(srl(torch.from_numpy(image[..., :3]).permute(2, 0, 1)[None], qr))
+    """Mean SRL of the pictures a SaveImage node wrote."""
+    values = []
+    for ref in result.images(node):
+        image = np.asarray(Image.open(io.BytesIO(client.view(ref["filename"], ref["subfolder"], ref["type"]))),
+                           dtype=np.float32) / 255.0
+        values.append(float(srl(torch.from_numpy(image[..., :3]).permute(2, 0, 1)[None], qr)))
+    assert values, f"{node} saved nothing"
+    return float(np.mean(values))
 
 
 def guidance(mode: str, scale: float, end: float = 1.0) -> dict:
@@ -137,6 +141,7 @@ def test_x0_guidance_lowers_srl_and_runs_inside_its_window(comfyui, object_info,
 
 def test_xt_guidance_backpropagates_through_unet_and_controlnet(comfyui, object_info, models, code):
     graph = base_graph(models, code)
+    graph["empty"]["inputs"]["batch_size"] = 2
     graph["guide"] = guidance("xt", 1000.0)
     graph["guided"] = sampler(["guide", 0], steps=4)
     graph["report"] = {"class_type": "AQR_GuidanceReport",
@@ -152,15 +157,16 @@ def test_xt_guidance_backpropagates_through_unet_and_controlnet(comfyui, object_
     rms = report.split("step RMS", 1)[1].split()[0]
     lo, hi = (float(v) for v in rms.split("–"))
     assert 0 < lo <= hi < float("inf"), report
+    assert len(result.images("xt_save")) == 2  # a batch of two, guided together
     assert saved_srl(client, result, "xt_save", code) != saved_srl(client, result, "xt_plain_save", code)
 
 
-def refine_graph(models, code, iterations: int, step: float, check_every: int) -> dict:
+def refine_graph(models, code, iterations: int, step: float, check_every: int, method: str = "sr_mpgd") -> dict:
     graph = base_graph(models, code)
     graph["plain"] = sampler(["ckpt", 0], steps=3)
     graph["refine"] = {"class_type": "AQR_LatentRefine",
                        "inputs": {"samples": ["plain", 0], "vae": ["ckpt", 2], "qr_code": ["qr", 2],
-                                  "method": "sr_mpgd", "iterations": iterations, "step": step,
+                                  "method": method, "iterations": iterations, "step": step,
                                   "fidelity_weight": 0.0, "check_every": check_every, "margin": 1}}
     add_saved(graph, "refined", ["refine", 0])
     return graph
@@ -173,6 +179,20 @@ def test_latent_refine_lowers_its_loss(comfyui, object_info, models, code):
     first, last = (float(v) for v in report.split("loss ", 1)[1].split(";")[0].split(" → "))
     assert last < first, report
     assert "12 iterations" in report or "passed" in report, report
+
+
+def test_idse_refinement_with_blueprint_and_face_mask(comfyui, object_info, models, code):
+    """Face2QR's stage 3: ComfyUI's VAE decodes, the markers are harmonised, the VAE re-encodes, then Adam runs on
+    the adaptive code loss (blueprint target, face modules gentler); a batch of two latents is refined item by
+    item. The code's function-pattern MASK stands in for a face mask."""
+    graph = refine_graph(models, code, 4, 0.05, 2, method="idse")
+    graph["empty"]["inputs"]["batch_size"] = 2
+    graph["refine"]["inputs"].update(blueprint=["qr", 0], face_mask=["qr", 1])
+    client = comfyui.client
+    result = client.run(with_defaults(object_info, graph), timeout=600)
+    report = report_text(result, "refine")
+    assert report.count("item ") == 2 and "loss " in report, report
+    assert len(result.images("refined_save")) == 2
 
 
 def test_interrupt_stops_a_refinement_promptly(comfyui, object_info, models, code):

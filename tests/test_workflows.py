@@ -1,23 +1,32 @@
 """The shipped workflows (workflows/*.json): valid against a real ComfyUI, API twins up to date, the CPU ones run
-and scan, `aesthetic-qr run-workflow` works against a headless server; and the UI→API converter on small graphs.
+and scan, the SD1.5 GPU ones run on CPU with a random tiny SD1.5-architecture model (tests/tiny_sd.py), the GPU ones
+are what scripts/author_workflows.py writes, `aesthetic-qr run-workflow` works against a headless server; and the
+UI→API and API→UI converters on small graphs.
 
 Every workflow in workflows/ is picked up. Third-party node types (not on the test server) are checked against
 tests/fixtures/third_party_object_info.json; record a new pack's definitions there."""
 
+import importlib.util
 import io
 import json
 import subprocess
 import sys
+import time
 import uuid
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from aesthetic_qr.qr import encode
 from aesthetic_qr.qr.decoders import decode
+from aesthetic_qr.qr.render import make_geometry
 from aesthetic_qr.workflow import (
     ASSETS_DIR,
+    WorkflowError,
+    api_to_ui,
     bundled_inputs,
     load_json,
     prompt_differences,
@@ -32,6 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted(p.stem for p in (ROOT / "workflows").glob("*.json"))
 RECORDED = Path(__file__).resolve().parent / "fixtures" / "third_party_object_info.json"
 CPU_WORKFLOWS = ["artup_cpu", "pixel_srl_cpu"]
+SD15_WORKFLOWS = ["diffqrcoder_sd15", "qrmonster_baseline_sd15"]  # run here on a random tiny SD1.5
+GPU_WORKFLOWS = SD15_WORKFLOWS + ["face2qr_sdxl"]  # face2qr: validated against recorded InstantID nodes only
 MODEL_SUFFIXES = {".safetensors", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl", ".sft", ".onnx", ".gguf"}
 NOT_FOUND = " (neither on the test ComfyUI nor recorded in tests/fixtures/third_party_object_info.json)"
 
@@ -50,8 +61,8 @@ def object_info(comfyui):
     return {**recorded_definitions(RECORDED), **comfyui.client.object_info()}
 
 
-def test_cpu_workflows_are_shipped():
-    assert set(CPU_WORKFLOWS) <= set(WORKFLOWS)
+def test_workflows_are_shipped():
+    assert set(CPU_WORKFLOWS + GPU_WORKFLOWS) <= set(WORKFLOWS)
 
 
 # ---- every workflow --------------------------------------------------------------------------------------------
@@ -125,6 +136,99 @@ def test_cpu_workflow_runs_and_scans(name, comfyui, object_info):
     (ref,) = result.images(save)
     image = Image.open(io.BytesIO(client.view(ref["filename"], ref["subfolder"], ref["type"]))).convert("RGB")
     assert scans(image, payload(prompt))
+
+
+@pytest.mark.comfyui
+@pytest.mark.parametrize("name", GPU_WORKFLOWS)
+def test_gpu_workflow_is_what_its_script_writes(name, object_info):
+    """The GPU workflows are authored in scripts/author_workflows.py: the shipped JSON is what it writes."""
+    spec = importlib.util.spec_from_file_location("author_workflows", ROOT / "scripts" / "author_workflows.py")
+    author = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(author)
+    assert ui(name) == author.build(name, object_info), f"{name}: run scripts/author_workflows.py {name}"
+
+
+# ---- the SD1.5 GPU workflows run on CPU with a random tiny model -------------------------------------------------
+
+# What makes a GPU workflow small enough for this CPU: 4 px modules (version and level stay), two sampler steps,
+# two refinement iterations checked every step. Scan guidance keeps mode xt (through UNet and ControlNet).
+TINY = {"AQR_Encode": {"module_px": 4}, "KSampler": {"steps": 2},
+        "AQR_LatentRefine": {"iterations": 2, "check_every": 1}}
+
+
+@pytest.fixture(scope="module")
+def tiny_models(comfyui):
+    """tests/tiny_sd.py's random SD1.5-architecture checkpoint and ControlNet in the server's models folder."""
+    import tiny_sd
+
+    paths = tiny_sd.build(comfyui.comfyui_dir, comfyui.models_dir)
+    return {k: p.name for k, p in paths.items()}
+
+
+def shrunk(name: str, models: dict) -> dict:
+    """The workflow's API twin with the tiny model files, the TINY settings, fresh file name prefixes and a seed
+    of its own."""
+    prompt = twin(name)
+    for entry in prompt.values():
+        kind, inputs = entry["class_type"], entry["inputs"]
+        if kind == "CheckpointLoaderSimple":
+            inputs["ckpt_name"] = models["checkpoint"]
+        elif kind == "ControlNetLoader":
+            inputs["control_net_name"] = models["controlnet"]
+        elif kind == "SaveImage":
+            inputs["filename_prefix"] = f"aqr_test_{inputs['filename_prefix']}_{uuid.uuid4().hex[:6]}"
+        elif kind == "KSampler":  # a seed of its own, so no node's output is taken from another test's cache
+            inputs["seed"] = zlib.crc32(name.encode())
+        for key, value in TINY.get(kind, {}).items():
+            assert key in inputs, f"{name}: {kind} has no input {key}"
+            inputs[key] = value
+    return prompt
+
+
+def code_side(prompt: dict) -> int:
+    (code,) = [e["inputs"] for e in prompt.values() if e["class_type"] == "AQR_Encode"]
+    qr = encode(code["text"], version=code["version"], ecl=code["ecl"],
+                mask=None if code["mask"] == "auto" else int(code["mask"]))
+    multiple = {"none": 1, "64": 64}.get(code["size_multiple"], 8)
+    width, height = make_geometry(qr.size, code["module_px"], code["border"], multiple).image_size
+    assert width == height
+    return width
+
+
+@pytest.mark.comfyui
+@pytest.mark.parametrize("name", SD15_WORKFLOWS)
+def test_sd15_workflow_runs_on_a_random_tiny_model(name, comfyui, tiny_models):
+    """The shipped graph itself (its API twin, only files and sizes swapped) runs end to end: every node executes,
+    each Save writes one picture at the code's size, Verify reports (noise does not scan, so no pass is asked);
+    in DiffQRCoder the guidance ran on every stage-2 step through the model's graph (xt) and the refinement ran."""
+    client = comfyui.client
+    prompt = shrunk(name, tiny_models)
+    side = code_side(prompt)
+    assert side == 152  # version 3: (29 + 2·4) modules · 4 px = 148, widened to the 8-pixel latent grid
+    started = time.monotonic()
+    result = client.run(prompt, timeout=600)
+    seconds = time.monotonic() - started
+    assert result.status == "success"
+    print(f"\n[{name}] ran in {seconds:.1f} s")
+    executed = {k for k, v in result.outputs.items() if v}
+    saves = [i for i, e in prompt.items() if e["class_type"] == "SaveImage"]
+    assert len(saves) == (2 if name == "diffqrcoder_sd15" else 1)
+    for save in saves:
+        assert save in executed
+        (ref,) = result.images(save)
+        image = Image.open(io.BytesIO(client.view(ref["filename"], ref["subfolder"], ref["type"])))
+        assert image.size == (side, side)
+        assert ref["filename"].startswith(prompt[save]["inputs"]["filename_prefix"])
+    (verify,) = [i for i, e in prompt.items() if e["class_type"] == "AQR_Verify"]
+    assert result.outputs[verify]["text"][0].startswith(("PASS", "FAIL"))
+    if name == "diffqrcoder_sd15":
+        (report,) = [i for i, e in prompt.items() if e["class_type"] == "AQR_GuidanceReport"]
+        text = "\n".join(result.outputs[report]["text"])
+        assert "run 1: 2 steps" in text and "guided at steps 0–1" in text, text
+        assert "x0 fallback" not in text, text  # xt: the gradient came through the UNet and ControlNet
+        (refine,) = [i for i, e in prompt.items() if e["class_type"] == "AQR_LatentRefine"]
+        text = "\n".join(result.outputs[refine]["text"])
+        assert "2 iterations" in text or "passed" in text, text
 
 
 # ---- aesthetic-qr run-workflow ---------------------------------------------------------------------------------
@@ -316,3 +420,54 @@ def test_types_match_like_litegraph():
     assert types_match("*", "MODEL") and types_match("LATENT", "*")
     assert types_match("IMAGE,MASK", "MASK") and not types_match("IMAGE", "MASK")
     assert types_match(["a", "b"], "COMBO") and not types_match("STRING", ["a", "b"])
+
+
+INFO_NUM = {**INFO, "Num": _node("Num", {"value": ["FLOAT", {"default": 0.0}]}, output=["FLOAT"])}
+
+
+def authored_prompt() -> dict:
+    return {
+        "1": {"inputs": {"count": 2}, "class_type": "Src", "_meta": {"title": "Source"}},
+        "5": {"inputs": {"value": 0.75}, "class_type": "Num", "_meta": {"title": "Num title"}},
+        "2": {"inputs": {"strength": ["5", 0], "seed": 9, "mode": "b", "ckpt": "m.safetensors", "image": ["1", 0],
+                         "mask": ["1", 1]}, "class_type": "Mid", "_meta": {"title": "Mid title"}},
+        "3": {"inputs": {"prefix": "p", "images": ["2", 0]}, "class_type": "Sink", "_meta": {"title": "Out"}},
+        "4": {"inputs": {"image": "a.png"}, "class_type": "Load", "_meta": {"title": "Load title"}},
+        "6": {"inputs": {"noise": 5, "seed": 6, "pick": "y", "flag": False}, "class_type": "Seeded",
+              "_meta": {"title": "Seeded title"}},
+    }
+
+
+def test_api_to_ui_round_trips_and_lays_out_in_columns():
+    prompt = authored_prompt()
+    workflow = api_to_ui(prompt, INFO_NUM, [("Read me", "models: none")])
+    assert ui_to_api(workflow, INFO_NUM) == prompt
+    assert validate(workflow, INFO_NUM, prompt).ok
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    assert nodes[1].get("title") == "Source" and "title" not in nodes[2]  # the display name is not repeated
+    assert nodes[2]["widgets_values"] == [0.5, 9, "fixed", "b", "m.safetensors"]  # a linked widget keeps its default
+    assert {"name": "strength", "type": "FLOAT", "link": 2, "widget": {"name": "strength"}} in nodes[2]["inputs"]
+    assert nodes[4]["widgets_values"] == ["a.png", "image"]
+    assert nodes[6]["widgets_values"] == [5, "fixed", 6, "y", "fixed", "", False]
+    x = {i: n["pos"][0] for i, n in nodes.items()}
+    assert x[1] == x[5] == x[4] == x[6] < x[2] < x[3]  # a column per step along the links
+    (note,) = [n for n in workflow["nodes"] if n["type"] == "Note"]
+    assert note["id"] == 7 and note["widgets_values"] == ["models: none"] and note["title"] == "Read me"
+    assert note["pos"][1] + note["size"][1] < min(n["pos"][1] for n in nodes.values() if n is not note)
+    assert workflow["last_node_id"] == 7 and workflow["last_link_id"] == len(workflow["links"]) == 4
+
+
+def test_api_to_ui_refuses_broken_prompts():
+    missing = authored_prompt()
+    missing["3"]["inputs"]["images"] = ["9", 0]
+    with pytest.raises(WorkflowError, match="missing node 9"):
+        api_to_ui(missing, INFO_NUM)
+    loop = authored_prompt()
+    loop["1"] = {"inputs": {"strength": ["2", 0]}, "class_type": "Num", "_meta": {}}
+    loop["5"]["inputs"]["value"] = ["1", 0]
+    with pytest.raises(WorkflowError, match="loop"):
+        api_to_ui(loop, INFO_NUM)
+    unknown = authored_prompt()
+    unknown["1"]["class_type"] = "Nope"
+    with pytest.raises(WorkflowError, match="Nope"):
+        api_to_ui(unknown, INFO_NUM)
