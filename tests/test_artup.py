@@ -213,7 +213,7 @@ def test_artup_scans_robustly(artup_runs, name):
     summary = result.to_dict()
     assert result.min_p >= result.params["p_min"] - 0.01
     assert summary["camera_blur"] > 0 and summary["min_p_camera"] >= result.params["p_min"] - 0.01
-    assert result.timings["total"] < 20.0  # a guard against pathologies; bench/bench_artup.py measures speed
+    assert result.timings["total"] < 60.0  # a guard against pathologies; bench/bench_artup.py measures speed
 
 
 def test_artup_looks_more_like_the_picture_than_the_code(artup_runs):
