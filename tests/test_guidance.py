@@ -21,13 +21,7 @@ from aesthetic_qr.losses.srl import SRLConfig, srl
 from aesthetic_qr.qr import encode
 from aesthetic_qr.qr.render import render
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

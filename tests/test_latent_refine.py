@@ -13,12 +13,7 @@ from aesthetic_qr.qr.render import render
 BLOCK = 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def decoder(z: torch.Tensor) -> torch.Tensor:

@@ -11,13 +11,7 @@ from aesthetic_qr.qr.blueprint import fit_to_geometry, luminance
 from aesthetic_qr.qr.follow import follow_picture
 from aesthetic_qr.qr.report import verify_image
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_refined_picture_scans_and_stays_close():
