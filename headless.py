@@ -810,6 +810,17 @@ class ComfyUIServer:
         return "\n".join(picked)
 
 
+def fetch_object_info(server_url: str | None = None) -> dict:
+    """``/object_info`` of the ComfyUI at `server_url`, or of a headless one started and stopped for the call."""
+    if server_url:
+        return ComfyUIClient(server_url).object_info()
+    server = ComfyUIServer().start()
+    try:
+        return server.client.object_info()
+    finally:
+        server.cleanup()
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m aesthetic_qr.headless [--keep] [--serve]``: start the server, print node ids of this pack, stop."""
     argv = sys.argv[1:] if argv is None else argv

@@ -33,29 +33,15 @@ def plain_copy(module: nn.Module, drop: Iterable[str] = ()) -> nn.Module:
     """A frozen (eval, no requires_grad) deep copy with ordinary tensors; direct children named in `drop` are left
     out (e.g. a VAE's encoder when only its decoder is needed)."""
     memo = {id(child): None for name, child in module.named_children() if name in set(drop)}
-    with torch.inference_mode(False):
+    with torch.inference_mode(False):  # a deep copy made here holds ordinary tensors
         clone = copy.deepcopy(module, memo)
-        for name, t in [*clone.named_parameters(), *clone.named_buffers()]:
-            if t.is_inference():  # deepcopy of an inference tensor can keep the flag on some versions
-                _set_tensor(clone, name, t.clone())
     return clone.eval().requires_grad_(False)
-
-
-def _set_tensor(root: nn.Module, dotted: str, value: torch.Tensor) -> torch.Tensor:
-    owner_name, _, leaf = dotted.rpartition(".")
-    owner = root.get_submodule(owner_name) if owner_name else root
-    old = owner._parameters[leaf] if leaf in owner._parameters else owner._buffers[leaf]
-    if leaf in owner._parameters:
-        owner._parameters[leaf] = nn.Parameter(value, requires_grad=False)
-    else:
-        owner._buffers[leaf] = value
-    return old
 
 
 @contextlib.contextmanager
 def plain_parameters(modules: Iterable[nn.Module]) -> Iterator[int]:
     """Within the block, the modules' inference tensors are ordinary clones; yields how many were swapped."""
-    swapped: list[tuple[nn.Module, str, torch.Tensor]] = []
+    swapped: list[tuple[dict, str, torch.Tensor]] = []  # (the module's _parameters or _buffers, name, original)
     seen: set[int] = set()
     try:
         with torch.inference_mode(False):
@@ -64,14 +50,17 @@ def plain_parameters(modules: Iterable[nn.Module]) -> Iterator[int]:
                     if id(sub) in seen:
                         continue
                     seen.add(id(sub))
-                    for store in (sub._parameters, sub._buffers):
+                    for store, is_parameter in ((sub._parameters, True), (sub._buffers, False)):
                         for name, t in list(store.items()):
                             if t is not None and t.is_inference():
-                                swapped.append((sub, name, _set_tensor(sub, name, t.clone())))
+                                swapped.append((store, name, t))
+                                clone = t.clone()
+                                store[name] = nn.Parameter(clone, requires_grad=False) if is_parameter else clone
         yield len(swapped)
     finally:
-        for sub, name, original in reversed(swapped):
-            (sub._parameters if name in sub._parameters else sub._buffers)[name] = original
+        for store, name, original in reversed(swapped):
+            store[name] = original
+
 
 
 def reachable_modules(*roots, depth: int = 6) -> list[nn.Module]:

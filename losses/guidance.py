@@ -75,6 +75,24 @@ def fit_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image, size=(h, w), mode="bilinear", align_corners=False, antialias=iw > w)
 
 
+def batch_item(t: torch.Tensor | None, index: int) -> torch.Tensor | None:
+    """Item `index` of a batch as a batch of one; a batch of one serves every index (one reference, many images)."""
+    return None if t is None else t[min(index, t.shape[0] - 1)][None]
+
+
+def face_module_mask(mask: torch.Tensor, qr: QRCode, coverage: float) -> torch.Tensor:
+    """B×n×n bool: the modules a picture-space face mask (H×W or B×H×W, same aspect as the code) covers at least
+    `coverage` of, once resampled onto the code's geometry."""
+    m = mask.detach().float()
+    m = fit_image(m.reshape(-1, 1, *m.shape[-2:]), tuple(geometry_of(qr).image_size))[:, 0]
+    return face_modules(m, qr, coverage=coverage)
+
+
+def to_numpy_image(image: torch.Tensor) -> np.ndarray:
+    """The first image of a B×3×H×W tensor as a contiguous H×W×3 float32 array, clamped to [0, 1]."""
+    return np.ascontiguousarray(image.detach()[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy())
+
+
 class ScanObjective:
     """λ_code·SRL + λ_perc·fidelity per image, at the code's geometry.
 
@@ -93,22 +111,16 @@ class ScanObjective:
         self.reference = None if reference is None else fit_image(reference.detach().float(), self.size)
         self.module_weight = None
         if face_mask is not None:
-            m = face_mask.detach().float()
-            m = m.reshape(-1, 1, *m.shape[-2:])
-            m = fit_image(m.expand(-1, 3, -1, -1), self.size)[:, 0]
-            face = face_modules(m, qr, coverage=self.config.face_coverage)
+            face = face_module_mask(face_mask, qr, self.config.face_coverage)
             self.module_weight = torch.where(face, torch.tensor(self.config.face_code_weight), torch.tensor(1.0))
-
-    def _item(self, t: torch.Tensor | None, index: int) -> torch.Tensor | None:
-        return None if t is None else t[min(index, t.shape[0] - 1)][None]
 
     def __call__(self, image: torch.Tensor, index: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of one image (1×3×H×W at the code's size, item `index` of the batch) and its parts."""
         cfg = self.config
-        code = srl(image, self.qr, cfg.srl, module_weight=self._item(self.module_weight, index))
+        code = srl(image, self.qr, cfg.srl, module_weight=batch_item(self.module_weight, index))
         loss = cfg.code_scale * code
         parts = {"srl": float(code.detach().sum())}
-        ref = self._item(self.reference, index)
+        ref = batch_item(self.reference, index)
         if ref is not None and cfg.perceptual_scale > 0:
             fid = fidelity_loss(image, ref.to(image.device), self.vgg)
             loss = loss + cfg.perceptual_scale * fid
@@ -117,8 +129,7 @@ class ScanObjective:
 
     def reads(self, image: torch.Tensor) -> bool:
         """The ECC gate: does this 1×3×H×W image (code's size) read with every block inside its capacity?"""
-        arr = image.detach()[0].permute(1, 2, 0).clamp(0, 1).float().cpu().numpy()
-        return analyze(np.ascontiguousarray(arr), self.qr, heatmap=False).decodable
+        return analyze(to_numpy_image(image), self.qr, heatmap=False).decodable
 
 
 @dataclass

@@ -29,9 +29,9 @@ from ..qr.analysis import analyze
 from ..qr.code import QRCode
 from ..qr.decoders import decode
 from ..qr.markers import harmonize_markers
-from .adaptive import AdaptiveConfig, adaptive_code_loss, face_modules
+from .adaptive import AdaptiveConfig, adaptive_code_loss
 from .frozen import grad_mode
-from .guidance import clamp_straight_through, fit_image
+from .guidance import clamp_straight_through, face_module_mask, fit_image, to_numpy_image
 from .perceptual import VGGFeatures, fidelity_loss, pixel_loss, ssim_loss, w2_content_loss
 from .srl import SRLConfig, srl, srl_variant
 
@@ -105,20 +105,13 @@ def idse_start(image: np.ndarray, qr: QRCode, lam: float = 0.8) -> np.ndarray:
     return harmonize_markers(image, qr, lam)
 
 
-def _to_numpy(image: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(image.detach()[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy())
-
-
 class _Objective:
     def __init__(self, qr: QRCode, cfg: LatentRefineConfig, reference: torch.Tensor, blueprint, face, vgg):
         self.qr, self.cfg, self.vgg = qr, cfg, vgg
         self.size = tuple(qr.geometry.image_size)
         self.reference = fit_image(reference.detach().float(), self.size)
         self.blueprint = None if blueprint is None else fit_image(blueprint.detach().float(), self.size)
-        self.face = None
-        if face is not None:
-            m = fit_image(face.detach().float().reshape(1, 1, *face.shape[-2:]), self.size)[:, 0]
-            self.face = face_modules(m, qr, coverage=cfg.face_coverage)
+        self.face = None if face is None else face_module_mask(face, qr, cfg.face_coverage)
         self.weight = cfg.resolved("fidelity_weight")
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
@@ -134,8 +127,7 @@ class _Objective:
         return (code + self.weight * fid).sum()
 
 
-def _check(iteration: int, image: torch.Tensor, loss: float, qr: QRCode, cfg: LatentRefineConfig) -> Check:
-    arr = _to_numpy(image)
+def _check(iteration: int, arr: np.ndarray, loss: float, qr: QRCode, cfg: LatentRefineConfig) -> Check:
     a = analyze(arr, qr, heatmap=False)
     results = decode(arr, cfg.decoders, expected=qr.text)
     decoded = {n: r.match for n, r in results.items() if not (r.error or "").startswith("unavailable")}
@@ -169,25 +161,24 @@ def refine_latent(latent: torch.Tensor, decoder: Callable[[torch.Tensor], torch.
             start = fit_image(decoder(z), size).clamp(0, 1)
         objective = _Objective(qr, cfg, start if reference is None else reference, blueprint, face, vgg)
         optimiser = torch.optim.Adam([z], lr=step) if cfg.method == "idse" else None
-        best_z, history = z.detach().clone(), []
-        image = start
-        best = _check(0, start, float("inf"), qr, cfg)
-        history.append(best)
+        best_z = z.detach().clone()
+        best = _check(0, to_numpy_image(start), float("inf"), qr, cfg)
+        history = [best]
         done = 0
         while not best.passed and done < iterations:
             done += 1
-            decoded = decoder(z)
-            image = clamp_straight_through(fit_image(decoded, size))
+            image = clamp_straight_through(fit_image(decoder(z), size))
             loss = objective(image)
             (grad,) = torch.autograd.grad(loss, z)
-            check = None
+            check = preview = None
             if done == 1 or done % cfg.check_every == 0 or done == iterations:
-                check = _check(done, image, float(loss.detach()), qr, cfg)
+                preview = to_numpy_image(image)
+                check = _check(done, preview, float(loss.detach()), qr, cfg)
                 history.append(check)
                 if check.score() > best.score():
                     best, best_z = check, z.detach().clone()
             if progress is not None:
-                progress(done, iterations, _to_numpy(image) if check is not None else None)
+                progress(done, iterations, preview)
             if check is not None and check.passed:
                 break
             if optimiser is None:
@@ -198,4 +189,4 @@ def refine_latent(latent: torch.Tensor, decoder: Callable[[torch.Tensor], torch.
                 optimiser.step()
         with torch.no_grad():
             final = decoder(best_z).clamp(0, 1)
-    return LatentRefineResult(best_z, _to_numpy(final), done, best, history, time.perf_counter() - t0)
+    return LatentRefineResult(best_z, to_numpy_image(final), done, best, history, time.perf_counter() - t0)

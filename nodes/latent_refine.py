@@ -10,6 +10,7 @@ from comfy_api.latest import io
 from PIL import Image
 
 from ..losses.decoder import decoder_for
+from ..losses.guidance import batch_item
 from ..losses.latent_refine import DEFAULTS, METHODS, LatentRefineConfig, idse_start, refine_latent
 from ..losses.srl import VARIANTS as SRL_VARIANTS
 from ..losses.srl import srl_variant as srl_config
@@ -18,10 +19,6 @@ from .guidance import SRL_VARIANT_TOOLTIP
 from .perceptual import VGG_FOLDER, vgg_choices, vgg_for_node
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
-
-
-def _item(t: torch.Tensor | None, i: int) -> torch.Tensor | None:
-    return None if t is None else t[min(i, t.shape[0] - 1)][None]
 
 
 def _channels_first(image: torch.Tensor | None, device) -> torch.Tensor | None:
@@ -108,9 +105,13 @@ class AQRLatentRefine(io.ComfyNode):
         total = int(config.resolved("iterations"))
         bar = comfy.utils.ProgressBar(total * latents.shape[0])
         device = vae.device
+        with torch.inference_mode(False):  # ordinary copies of everything the gradient touches
+            decoder = decoder_for(vae.first_stage_model, device, "auto", device.type == "cuda")
+            vgg = vgg_for_node(vgg_model, "vgg16" if method == "sr_mpgd" else "vgg19")
+            vgg = None if vgg is None else vgg.to(device)
         out_latents, images, reports = [], [], []
         for i in range(latents.shape[0]):
-            z0, ref = latents[i:i + 1], _item(reference, i)
+            z0, ref = latents[i:i + 1], batch_item(reference, i)
             if method == "idse":  # ComfyUI's own decode/encode, in its inference mode
                 harmonised = idse_start(image_batch_to_numpy(vae.decode(z0))[0], qr_code, marker_lambda)
                 z0 = vae.encode(numpy_to_image([harmonised]))
@@ -121,14 +122,13 @@ class AQRLatentRefine(io.ComfyNode):
                 shown = None if preview is None else ("JPEG", Image.fromarray(to_uint8(preview)), 512)
                 bar.update_absolute(offset + it, total * latents.shape[0], shown)
 
-            with torch.inference_mode(False):  # ordinary copies of everything the gradient touches
-                decoder = decoder_for(vae.first_stage_model, device, "auto", device.type == "cuda")
-                vgg = vgg_for_node(vgg_model, "vgg16" if method == "sr_mpgd" else "vgg19")
+            with torch.inference_mode(False):
+                face = batch_item(face_mask, i)
                 result = refine_latent(z0.clone().to(device), decoder, qr_code, config,
                                        reference=_channels_first(ref, device),
-                                       blueprint=_channels_first(_item(blueprint, i), device),
-                                       face=None if face_mask is None else _item(face_mask, i)[0].clone().to(device),
-                                       vgg=None if vgg is None else vgg.to(device), progress=tick)
+                                       blueprint=_channels_first(batch_item(blueprint, i), device),
+                                       face=None if face is None else face[0].clone().to(device), vgg=vgg,
+                                       progress=tick)
             out_latents.append(result.latent.to(latents.device, latents.dtype))
             images.append(result.image)
             reports.append(f"item {i}: {result.summary()}")

@@ -111,6 +111,17 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------- fitting
 
+def cover_crop(height: int, width: int, geometry: Geometry) -> tuple[int, int, int, int]:
+    """(x0, y0, crop width, crop height): the largest centred window of an H×W picture with the geometry's aspect
+    ratio — what `fit_to_geometry` keeps before resizing."""
+    tw, th = (int(v) for v in geometry.image_size)
+    if width * th > height * tw:          # picture wider than the target
+        cw, ch = max(1, round(height * tw / th)), height
+    else:
+        cw, ch = width, max(1, round(width * th / tw))
+    return (width - cw) // 2, (height - ch) // 2, cw, ch
+
+
 def fit_to_geometry(image, geometry: Geometry) -> np.ndarray:
     """Resample a picture to the geometry's image size by cover-cropping.
 
@@ -132,12 +143,7 @@ def fit_to_geometry(image, geometry: Geometry) -> np.ndarray:
     tw, th = (int(v) for v in geometry.image_size)
     h, w = plane.shape[:2]
     if (h, w) != (th, tw):
-        # centred crop with the target's aspect ratio
-        if w * th > h * tw:          # picture wider than the target
-            cw, ch = max(1, round(h * tw / th)), h
-        else:
-            cw, ch = w, max(1, round(w * th / tw))
-        x0, y0 = (w - cw) // 2, (h - ch) // 2
+        x0, y0, cw, ch = cover_crop(h, w, geometry)
         plane = plane[y0:y0 + ch, x0:x0 + cw]
         interp = cv2.INTER_AREA if (cw >= tw and ch >= th) else cv2.INTER_CUBIC
         plane = cv2.resize(np.ascontiguousarray(plane), (tw, th), interpolation=interp)

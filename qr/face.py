@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .blueprint import _as_float_image, module_coverage
+from .blueprint import _as_float_image, cover_crop, module_coverage
 from .code import Geometry, QRCode
 from .errors import QRInputError
 from .optional import opencv
@@ -418,11 +418,7 @@ def picture_modules(shape: tuple[int, int], qr: QRCode) -> tuple[np.ndarray, np.
     geo = _geometry(qr)
     h, w = shape
     tw, th = geo.image_size
-    if w * th > h * tw:
-        cw, ch = max(1, round(h * tw / th)), h
-    else:
-        cw, ch = w, max(1, round(w * th / tw))
-    x0, y0 = (w - cw) // 2, (h - ch) // 2
+    x0, y0, cw, ch = cover_crop(h, w, geo)
 
     def axis(count: int, start: int, span: int, target: int, origin: int) -> np.ndarray:
         pos = (np.arange(count) + 0.5 - start) * target / span   # geometry coordinate of each pixel centre

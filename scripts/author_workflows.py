@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from aesthetic_qr.headless import ComfyUIClient, ComfyUIServer
+from aesthetic_qr.headless import fetch_object_info
 from aesthetic_qr.qr import encode
 from aesthetic_qr.qr.render import render
 from aesthetic_qr.workflow import api_to_ui, recorded_definitions, ui_to_api, validate
@@ -303,13 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.names) - set(WORKFLOWS)
     if unknown:
         parser.error(f"unknown workflow(s) {', '.join(sorted(unknown))}; choose from {', '.join(WORKFLOWS)}")
-    server = None if args.server else ComfyUIServer().start()
-    client = ComfyUIClient(args.server) if args.server else server.client
-    try:
-        object_info = {**recorded_definitions(RECORDED), **client.object_info()}
-    finally:
-        if server is not None:
-            server.cleanup()
+    object_info = {**recorded_definitions(RECORDED), **fetch_object_info(args.server)}
     failed = False
     for name in args.names or WORKFLOWS:
         workflow = build(name, object_info)

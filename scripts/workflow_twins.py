@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from aesthetic_qr.headless import ComfyUIClient, ComfyUIServer
+from aesthetic_qr.headless import fetch_object_info
 from aesthetic_qr.workflow import load_json, recorded_definitions, ui_to_api, validate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,13 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     paths = [ROOT / "workflows" / f"{n}.json" for n in args.names] or sorted((ROOT / "workflows").glob("*.json"))
 
-    server = None if args.server else ComfyUIServer().start()
-    client = ComfyUIClient(args.server) if args.server else server.client
-    try:
-        object_info = {**recorded_definitions(RECORDED), **client.object_info()}
-    finally:
-        if server is not None:
-            server.cleanup()
+    object_info = {**recorded_definitions(RECORDED), **fetch_object_info(args.server)}
     failed = False
     for path in paths:
         workflow = load_json(path)

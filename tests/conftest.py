@@ -68,3 +68,13 @@ def comfyui():
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(comfyui):
+    """tests/tiny_sd.py's random SD1.5-architecture checkpoint and ControlNet in the server's models folder:
+    {"checkpoint": file name, "controlnet": file name}."""
+    import tiny_sd
+
+    paths = tiny_sd.build(comfyui.comfyui_dir, comfyui.models_dir)
+    return {k: p.name for k, p in paths.items()}

@@ -12,7 +12,6 @@ import uuid
 
 import numpy as np
 import pytest
-import tiny_sd
 import torch
 from comfyui_harness import with_defaults
 from PIL import Image
@@ -29,13 +28,7 @@ ENCODE = {"text": TEXT, "version": 1, "ecl": "L", "mask": "auto", "module_px": 5
 
 
 @pytest.fixture(scope="module")
-def models(comfyui):
-    paths = tiny_sd.build(comfyui.comfyui_dir, comfyui.models_dir)
-    return {k: p.name for k, p in paths.items()}
-
-
-@pytest.fixture(scope="module")
-def object_info(comfyui, models):
+def object_info(comfyui, tiny_models):
     return comfyui.client.object_info()
 
 
@@ -113,8 +106,8 @@ def steps_of(report: str, status: str) -> set[int]:
     return set()
 
 
-def test_x0_guidance_lowers_srl_and_runs_inside_its_window(comfyui, object_info, models, code):
-    graph = base_graph(models, code)
+def test_x0_guidance_lowers_srl_and_runs_inside_its_window(comfyui, object_info, tiny_models, code):
+    graph = base_graph(tiny_models, code)
     graph["guide"] = guidance("x0", 100000.0)
     graph["guided"] = sampler(["guide", 0])
     graph["half"] = guidance("x0", 100000.0, end=0.5)
@@ -139,8 +132,8 @@ def test_x0_guidance_lowers_srl_and_runs_inside_its_window(comfyui, object_info,
     assert guided_srl < 0.7 * plain_srl, (guided_srl, plain_srl, full)
 
 
-def test_xt_guidance_backpropagates_through_unet_and_controlnet(comfyui, object_info, models, code):
-    graph = base_graph(models, code)
+def test_xt_guidance_backpropagates_through_unet_and_controlnet(comfyui, object_info, tiny_models, code):
+    graph = base_graph(tiny_models, code)
     graph["empty"]["inputs"]["batch_size"] = 2
     graph["guide"] = guidance("xt", 1000.0)
     graph["guided"] = sampler(["guide", 0], steps=4)
@@ -172,20 +165,20 @@ def refine_graph(models, code, iterations: int, step: float, check_every: int, m
     return graph
 
 
-def test_latent_refine_lowers_its_loss(comfyui, object_info, models, code):
+def test_latent_refine_lowers_its_loss(comfyui, object_info, tiny_models, code):
     client = comfyui.client
-    result = client.run(with_defaults(object_info, refine_graph(models, code, 12, 3e6, 6)), timeout=600)
+    result = client.run(with_defaults(object_info, refine_graph(tiny_models, code, 12, 3e6, 6)), timeout=600)
     report = report_text(result, "refine")
     first, last = (float(v) for v in report.split("loss ", 1)[1].split(";")[0].split(" → "))
     assert last < first, report
     assert "12 iterations" in report or "passed" in report, report
 
 
-def test_idse_refinement_with_blueprint_and_face_mask(comfyui, object_info, models, code):
+def test_idse_refinement_with_blueprint_and_face_mask(comfyui, object_info, tiny_models, code):
     """Face2QR's stage 3: ComfyUI's VAE decodes, the markers are harmonised, the VAE re-encodes, then Adam runs on
     the adaptive code loss (blueprint target, face modules gentler); a batch of two latents is refined item by
     item. The code's function-pattern MASK stands in for a face mask."""
-    graph = refine_graph(models, code, 4, 0.05, 2, method="idse")
+    graph = refine_graph(tiny_models, code, 4, 0.05, 2, method="idse")
     graph["empty"]["inputs"]["batch_size"] = 2
     graph["refine"]["inputs"].update(blueprint=["qr", 0], face_mask=["qr", 1])
     client = comfyui.client
@@ -195,9 +188,9 @@ def test_idse_refinement_with_blueprint_and_face_mask(comfyui, object_info, mode
     assert len(result.images("refined_save")) == 2
 
 
-def test_interrupt_stops_a_refinement_promptly(comfyui, object_info, models, code):
+def test_interrupt_stops_a_refinement_promptly(comfyui, object_info, tiny_models, code):
     client = comfyui.client
-    prompt_id = client.queue(with_defaults(object_info, refine_graph(models, code, 5000, 1e4, 500)))
+    prompt_id = client.queue(with_defaults(object_info, refine_graph(tiny_models, code, 5000, 1e4, 500)))
     started = threading.Event()
 
     def on_event(event, data):

@@ -156,15 +156,6 @@ TINY = {"AQR_Encode": {"module_px": 4}, "KSampler": {"steps": 2},
         "AQR_LatentRefine": {"iterations": 2, "check_every": 1}}
 
 
-@pytest.fixture(scope="module")
-def tiny_models(comfyui):
-    """tests/tiny_sd.py's random SD1.5-architecture checkpoint and ControlNet in the server's models folder."""
-    import tiny_sd
-
-    paths = tiny_sd.build(comfyui.comfyui_dir, comfyui.models_dir)
-    return {k: p.name for k, p in paths.items()}
-
-
 def shrunk(name: str, models: dict) -> dict:
     """The workflow's API twin with the tiny model files, the TINY settings, fresh file name prefixes and a seed
     of its own."""
