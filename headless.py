@@ -667,8 +667,9 @@ class ComfyUIServer:
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
+        # PYTHONFAULTHANDLER: a native crash writes every thread's Python stack to the log
         env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-                    "DO_NOT_TRACK": "1", "PYTHONDONTWRITEBYTECODE": "1"})
+                    "PYTHONFAULTHANDLER": "1", "DO_NOT_TRACK": "1", "PYTHONDONTWRITEBYTECODE": "1"})
         env.pop("COMFYUI_PATH", None)
         if not _has_module(self.python, "torchvision"):
             stub = _write_torchvision_stub(self.workdir / "stubs")

@@ -1,7 +1,9 @@
 """Real QR decoders behind one call: zxing-cpp and OpenCV's WeChat detector.
 
-Both libraries are imported lazily, so a missing `zxingcpp` or `cv2` never breaks importing the package; the
-decoder is then reported as unavailable (`DecodeResult.error` says why) instead of raising.
+WeChat runs in worker processes (`qr.wechat`): it segfaults on some pictures, and a crash must cost one unread
+picture, not the host. Both libraries are imported lazily, so a missing `zxingcpp` or `cv2` never breaks
+importing the package; the decoder is then reported as unavailable (`DecodeResult.error` says why) instead of
+raising.
 
 Images may be float in [0, 1] or uint8, gray (H×W or H×W×1), RGB (H×W×3) or RGBA (alpha is dropped). Both
 decoders binarise luminance, so the image is converted once to 8-bit gray with the Rec.601 weights
@@ -20,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from . import wechat
 
 DEFAULT_DECODERS = ("zxing", "wechat")
 KNOWN_DECODERS = ("zxing", "zxing_pure", "wechat")
@@ -104,45 +108,13 @@ def _zxing():
     return v
 
 
-_wechat_local = threading.local()
-
-
-def _wechat():
-    """A WeChatQRCode detector (created once per thread and cached; OpenCV objects are not thread-safe)."""
-    det = getattr(_wechat_local, "det", None)
-    if det is not None:
-        return det
-    if isinstance(_state.get("wechat"), Exception):
-        raise _state["wechat"]
-    try:
-        import cv2  # noqa: PLC0415
-    except Exception as e:
-        err = ImportError(f"OpenCV (cv2) is not usable ({type(e).__name__}: {e}); "
-                          f"install opencv-contrib-python-headless")
-    else:
-        if not hasattr(cv2, "wechat_qrcode_WeChatQRCode"):
-            err = ImportError(f"OpenCV {cv2.__version__} has no wechat_qrcode module (it ships in the contrib "
-                              f"build: install opencv-contrib-python-headless instead of opencv-python)")
-        else:
-            try:
-                det = cv2.wechat_qrcode_WeChatQRCode()  # no CNN model files: the traditional detector
-            except Exception as e:
-                err = ImportError(f"cannot create the WeChat decoder ({type(e).__name__}: {e})")
-            else:
-                _wechat_local.det = det
-                return det
-    with _lock:
-        _state["wechat"] = err
-    raise err
-
-
 def available(name: str) -> tuple[bool, str | None]:
     """(usable, reason if not) for a decoder name."""
     try:
         if name in ("zxing", "zxing_pure"):
             _zxing()
         elif name == "wechat":
-            _wechat()
+            _run_wechat(np.zeros((21, 21), np.uint8))
         else:
             return False, f"unknown decoder {name!r}; known: {', '.join(KNOWN_DECODERS)}"
     except ImportError as e:
@@ -196,7 +168,14 @@ def _run_zxing(gray: np.ndarray, pure: bool, fast: bool):
 
 
 def _run_wechat(gray: np.ndarray):
-    texts, _points = _wechat().detectAndDecode(gray)
+    if isinstance(_state.get("wechat"), Exception):
+        raise _state["wechat"]
+    try:
+        texts = wechat.detect_and_decode(gray)
+    except wechat.WeChatUnusable as e:
+        with _lock:
+            _state["wechat"] = e
+        raise
     return [(t, None, None, None) for t in texts]
 
 

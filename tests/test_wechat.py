@@ -1,0 +1,104 @@
+"""WeChat in worker processes: it reads codes, survives a real segfault in the worker, runs concurrently, and
+leaves no processes behind."""
+
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from aesthetic_qr.qr import decoders, encode, wechat
+from aesthetic_qr.qr.decoders import decode, to_gray_u8
+from aesthetic_qr.qr.render import render
+
+pytestmark = pytest.mark.skipif(wechat.missing_opencv() is not None, reason="OpenCV is not installed")
+
+# A worker that greets like the real one, then dies of a real SIGSEGV on the first picture it is sent.
+SEGFAULTING_WORKER = [sys.executable, "-c", textwrap.dedent("""
+    import ctypes, sys
+    sys.stdout.write('{"ready": "test"}\\n'); sys.stdout.flush()
+    sys.stdin.buffer.read(8)
+    ctypes.string_at(0)
+""")]
+
+
+def gray_code(text: str):
+    image, _ = render(encode(text, ecl="M"), module_px=6)
+    return to_gray_u8(image)
+
+
+def pid_gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().split(") ")[1].startswith("Z"):  # a zombie has exited
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_worker_reads_a_code_and_an_empty_picture():
+    worker = wechat.WeChatProcess()
+    try:
+        assert worker.decode(gray_code("hello worker")) == ["hello worker"]
+        assert worker.decode(gray_code("hello worker")[:40, :40].copy()) == []
+    finally:
+        worker.close()
+    assert pid_gone(worker.proc.pid)
+
+
+def test_a_segfault_costs_one_picture_not_the_caller(monkeypatch):
+    crashing = wechat.WeChatProcess(command=SEGFAULTING_WORKER)
+    with pytest.raises(wechat.WeChatCrashed, match=r"crashed on this picture \(worker exit code -11\)"):
+        crashing.decode(gray_code("boom"))
+    assert not crashing.alive
+
+    # Through decode(): the crash becomes a failed read with the reason, and the crashed worker is not reused.
+    monkeypatch.setattr(wechat, "_idle", [])
+    monkeypatch.setattr(wechat, "_borrow", lambda: wechat.WeChatProcess(command=SEGFAULTING_WORKER))
+    result = decode(gray_code("boom"), ("zxing", "wechat"), expected="boom")
+    assert result["zxing"].match
+    assert not result["wechat"].decoded and result["wechat"].match is False
+    assert result["wechat"].error.startswith("WeChatCrashed: OpenCV's WeChat decoder crashed"), result["wechat"]
+    assert wechat._idle == []
+    monkeypatch.undo()
+    assert decode(gray_code("after the crash"), ("wechat",), expected="after the crash")["wechat"].match
+
+
+def test_concurrent_decodes_get_workers_of_their_own():
+    texts = [f"thread {i}" for i in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda t: decode(gray_code(t), ("wechat",), expected=t)["wechat"], texts))
+    assert all(r.match for r in results), results
+    assert 1 <= len(wechat._idle) <= 4
+
+
+def test_worker_that_cannot_start_makes_wechat_unavailable(monkeypatch):
+    unusable = [sys.executable, "-c", "print('{\"unusable\": \"no wechat module here (test)\"}')"]
+    with pytest.raises(wechat.WeChatUnusable, match="no wechat module here"):
+        wechat.WeChatProcess(command=unusable)
+    monkeypatch.setattr(wechat, "_idle", [])
+    monkeypatch.setattr(wechat, "_borrow", lambda: wechat.WeChatProcess(command=unusable))
+    monkeypatch.setattr(decoders, "_state", {k: v for k, v in decoders._state.items() if k != "wechat"})
+    result = decode(gray_code("x"), ("wechat",), expected="x")["wechat"]
+    assert result.error == "unavailable: no wechat module here (test)"
+    assert decoders.available("wechat") == (False, "no wechat module here (test)")
+
+
+def test_workers_exit_with_their_parent():
+    """A parent that dies without closing anything (os._exit) leaves no worker behind: stdin closes, it exits."""
+    code = textwrap.dedent("""
+        import os
+        from aesthetic_qr.qr import wechat
+        worker = wechat.WeChatProcess()
+        print(worker.proc.pid, flush=True)
+        os._exit(0)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert pid_gone(int(out.stdout.strip()))
