@@ -4,9 +4,10 @@ and AQR_GuidanceReport, which says at which steps it ran.
 The maths is in `losses.guidance`; this module wires it into ComfyUI's sampling hooks:
 * a post-CFG function edits the denoised prediction x̂0 (every sampler derives its step from it);
 * in ``xt`` mode a CALC_COND_BATCH wrapper runs the model's batched forward (UNet and ControlNets) with a graph,
-  on ordinary clones of their weights (`losses.frozen.plain_parameters`), redoes the CFG combination, and
-  back-propagates ∇_{x̂0} L to the noisy latent there, so no graph outlives the call; the post-CFG function applies
-  the step;
+  on ordinary clones of their weights (`losses.frozen.plain_parameters`), redoes the guider's CFG (`cfg_result`),
+  and back-propagates ∇_{x̂0} L to the noisy latent there, so no graph outlives the call; the post-CFG function
+  applies the step, after checking that the sampler's x̂0 is the one the graph computed (else it falls back to
+  ``x0`` for that step and says why);
 * an OUTER_SAMPLE wrapper starts a new entry of the guidance log for every sampling run.
 Hooks are closures (ModelPatcher.clone deep-copies bound methods with their objects, VAE included).
 """
@@ -18,6 +19,7 @@ import threading
 
 import comfy.model_management
 import comfy.patcher_extension
+import comfy.samplers
 import torch
 from comfy_api.latest import io
 
@@ -69,6 +71,8 @@ class GuidanceLog:
             for status in ("guided", "gated", "outside window", "x0 fallback"):
                 if status in by:
                     lines.append(f"  {status} at steps {_ranges(by[status])}")
+            for why in dict.fromkeys(e["why"] for e in run["events"] if e.get("why")):
+                lines.append(f"  x0 fallback: {why}")
             guided = [e for e in run["events"] if e["status"] in ("guided", "x0 fallback")]
             if guided:
                 first, last = guided[0], guided[-1]
@@ -87,6 +91,24 @@ def _ranges(steps: list[int]) -> str:
             out.append(str(start) if start == s else f"{start}–{s}")
             start = None
     return ", ".join(out)
+
+
+def cfg_result(base_model, conds, out, x, timestep, scale, model_options):
+    """What ComfyUI's sampling_function makes of the batched predictions `out`, as a differentiable function of
+    them: the model's pre-CFG functions and sampler_cfg_function (RescaleCFG, APG, …) included. Post-CFG functions
+    are left out: ours applies the step, and others (SAG, PAG) run the model again."""
+    options = {k: v for k, v in model_options.items() if k != "sampler_post_cfg_function"}
+    for fn in options.get("sampler_pre_cfg_function", []):
+        out = fn({"conds": conds, "conds_out": out, "cond_scale": scale, "timestep": timestep, "input": x,
+                  "sigma": timestep, "model": base_model, "model_options": options})
+    return comfy.samplers.cfg_function(base_model, out[0], out[1], scale, x, timestep, model_options=options,
+                                       cond=conds[0], uncond=conds[1])
+
+
+def same_prediction(graph_x0: torch.Tensor, sampler_x0: torch.Tensor) -> bool:
+    """The x̂0 the xt graph computed is the one the sampler is about to use (no post-CFG node ran before ours)."""
+    return graph_x0.shape == sampler_x0.shape and torch.allclose(graph_x0.float(), sampler_x0.float(),
+                                                                 rtol=1e-3, atol=1e-4)
 
 
 def install_guidance(model, vae, objective: ScanObjective, mode: str, start_percent: float, end_percent: float,
@@ -117,7 +139,9 @@ def install_guidance(model, vae, objective: ScanObjective, mode: str, start_perc
 
     def calc_cond_batch(executor, base_model, conds, x, timestep, model_options):
         """xt mode: the batched forward with a graph, then ∇_x L through it (the CFG combination redone here)."""
-        if not window(base_model, timestep):
+        scale = state.get("cfg")
+        if not window(base_model, timestep) or scale is None or len(conds) != 2:
+            # outside the window, or not a CFGGuider (DualCFGGuider, …): post_cfg falls back to x0 if needed
             return executor(base_model, conds, x, timestep, model_options)
         comfy.model_management.throw_exception_if_processing_interrupted()
         roots = (base_model, conds, model_options.get("transformer_options", {}))
@@ -126,12 +150,12 @@ def install_guidance(model, vae, objective: ScanObjective, mode: str, start_perc
                 torch.autograd.graph.allow_mutation_on_saved_tensors():
             x_graph = x.detach().clone().requires_grad_(True)
             out = executor(base_model, conds, x_graph, timestep, model_options)
-            scale = state.get("cfg")
-            guided = out[0] if conds[1] is None or scale is None else out[1] + (out[0] - out[1]) * scale
+            # the sigma as an ordinary tensor: CFG functions (RescaleCFG) divide by it, which autograd saves
+            guided = cfg_result(base_model, conds, out, x_graph, timestep.clone(), scale, model_options)
             items = x0_gradients(guided, base_model.process_latent_out, decoder(x.device), objective)
             grad = stack_gradients(items, guided)
             grad_x = None if grad is None else torch.autograd.grad(guided, x_graph, grad.to(guided.dtype))[0]
-        state["xt"] = (x, grad_x, items)
+        state["xt"] = (x, grad_x, items, guided.detach())
         return [o.detach() for o in out]
 
     def post_cfg(args):
@@ -140,11 +164,16 @@ def install_guidance(model, vae, objective: ScanObjective, mode: str, start_perc
         if not window(base_model, sigma):
             log.record(s, "outside window")
             return denoised
-        xt = state.pop("xt", None)
-        if mode == "xt" and xt is not None and xt[0] is args["input"]:
-            _, grad, items = xt
+        xt, why = state.pop("xt", None), None
+        if mode == "xt":
+            if xt is None or xt[0] is not args["input"]:
+                why = "the sampler's guider is not a plain CFG guider, or a node re-ran the model"
+            elif not same_prediction(xt[3], denoised):
+                why = "a post-CFG node applied before this one changed x̂0 (apply it after Scan Guidance)"
+        if mode == "xt" and why is None:
+            _, grad, items, _ = xt
             status, kind = "guided", "xt"
-        else:  # x0 mode, or the xt graph belongs to another evaluation (a node that re-runs the model)
+        else:
             comfy.model_management.throw_exception_if_processing_interrupted()
             with grad_mode():
                 items = x0_gradients(denoised, base_model.process_latent_out, decoder(denoised.device), objective)
@@ -156,7 +185,7 @@ def install_guidance(model, vae, objective: ScanObjective, mode: str, start_perc
         delta = step_scale(sigma, kind).to(denoised) * grad.to(denoised)
         srl_now = max(it.parts["srl"] for it in items if not it.gated)
         log.record(s, status, srl=srl_now, gated_items=sum(it.gated for it in items),
-                   step_rms=float(delta.float().pow(2).mean().sqrt()))
+                   step_rms=float(delta.float().pow(2).mean().sqrt()), why=why)
         return denoised - delta
 
     patched = model.clone()

@@ -154,6 +154,30 @@ def test_xt_guidance_backpropagates_through_unet_and_controlnet(comfyui, object_
     assert saved_srl(client, result, "xt_save", code) != saved_srl(client, result, "xt_plain_save", code)
 
 
+def test_xt_is_exact_under_cfg_nodes_and_says_when_it_cannot_be(comfyui, object_info, tiny_models, code):
+    """RescaleCFG replaces the CFG formula: xt differentiates the guider's own result (no fallback). CFGNorm is a
+    post-CFG function; applied before Scan Guidance it changes x̂0 before our hook sees it, so the graph's x̂0 is
+    not the sampler's and those steps fall back to x0, with the reason in the report."""
+    graph = base_graph(tiny_models, code)
+    graph["guide"] = guidance("xt", 1001.0)  # scales of their own: no guidance log cached from another test
+    graph["rescale"] = {"class_type": "RescaleCFG", "inputs": {"model": ["guide", 0], "multiplier": 0.7}}
+    graph["rescaled"] = sampler(["rescale", 0], steps=2)
+    graph["rescaled_report"] = {"class_type": "AQR_GuidanceReport",
+                                "inputs": {"guidance_log": ["guide", 1], "samples": ["rescaled", 0]}}
+    graph["norm"] = {"class_type": "CFGNorm", "inputs": {"model": ["ckpt", 0], "strength": 0.9}}
+    graph["guide_after_norm"] = guidance("xt", 1002.0)
+    graph["guide_after_norm"]["inputs"]["model"] = ["norm", 0]
+    graph["normed"] = sampler(["guide_after_norm", 0], steps=2)
+    graph["normed_report"] = {"class_type": "AQR_GuidanceReport",
+                              "inputs": {"guidance_log": ["guide_after_norm", 1], "samples": ["normed", 0]}}
+    result = comfyui.client.run(with_defaults(object_info, graph), timeout=600)
+    rescaled = report_text(result, "rescaled_report")
+    assert steps_of(rescaled, "guided") == {0, 1} and "x0 fallback" not in rescaled, rescaled
+    normed = report_text(result, "normed_report")
+    assert steps_of(normed, "x0 fallback") == {0, 1}, normed
+    assert "a post-CFG node applied before this one changed x̂0" in normed, normed
+
+
 def refine_graph(models, code, iterations: int, step: float, check_every: int, method: str = "sr_mpgd") -> dict:
     graph = base_graph(models, code)
     graph["plain"] = sampler(["ckpt", 0], steps=3)
