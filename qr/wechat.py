@@ -36,9 +36,11 @@ WORKER_BOOT = ("import sys, runpy; sys.path[:] = [p for p in sys.path if p not i
 # a few MB per picture; with glibc's defaults a fresh worker decoded a 512² code in 7.3 ms, with these in 5.2 ms.
 WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
 
+DECODE_TIMEOUT_S = 60.0  # WeChat needs ~40 ms for a blank 1024² picture; a minute means it is stuck
+
 
 class WeChatCrashed(RuntimeError):
-    """The worker died while decoding this picture (OpenCV crashed on it)."""
+    """The worker died while decoding this picture (OpenCV crashed on it), or hung on it and was stopped."""
 
 
 class WeChatUnusable(ImportError):
@@ -59,11 +61,16 @@ def missing_opencv() -> str | None:
 class WeChatProcess:
     """One worker process; `decode` sends a gray picture and returns the texts WeChat read."""
 
-    def __init__(self, command: list[str] | None = None):
+    def __init__(self, command: list[str] | None = None, timeout: float = DECODE_TIMEOUT_S):
         self.command = command or [sys.executable, "-u", "-c", WORKER_BOOT, os.path.abspath(__file__)]
+        self.timeout = timeout
         self.parent_pid = os.getpid()
-        self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, env={**os.environ, **WORKER_MALLOC})
+        try:
+            self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, env={**os.environ, **WORKER_MALLOC},
+                                         creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+        except OSError as exc:
+            raise WeChatUnusable(f"cannot start the WeChat decoder's worker process ({exc})") from exc
         hello = self._reply()
         if hello is None:
             code = self.proc.wait()
@@ -82,6 +89,14 @@ class WeChatProcess:
 
     def decode(self, gray) -> list[str]:
         height, width = gray.shape
+        stuck = threading.Event()
+
+        def stop() -> None:  # a hung decode ends like a crashed one
+            stuck.set()
+            self.proc.kill()
+
+        watchdog = threading.Timer(self.timeout, stop)
+        watchdog.start()
         try:
             self.proc.stdin.write(HEADER.pack(height, width))
             self.proc.stdin.write(gray.tobytes())
@@ -89,10 +104,14 @@ class WeChatProcess:
             reply = self._reply()
         except (BrokenPipeError, ConnectionResetError):
             reply = None
+        finally:
+            watchdog.cancel()
         if reply is None:
             code = self.proc.wait()
-            raise WeChatCrashed(f"OpenCV's WeChat decoder crashed on this picture (worker exit code {code}); "
-                                f"counted as not read, and a fresh worker takes the next picture")
+            what = (f"did not answer within {self.timeout:g} s and was stopped" if stuck.is_set()
+                    else f"crashed on this picture (worker exit code {code})")
+            raise WeChatCrashed(f"OpenCV's WeChat decoder {what}; counted as not read, and a fresh worker takes "
+                                f"the next picture")
         if "error" in reply:
             raise RuntimeError(reply["error"])
         return reply["texts"]

@@ -70,6 +70,20 @@ def test_a_segfault_costs_one_picture_not_the_caller(monkeypatch):
     assert decode(gray_code("after the crash"), ("wechat",), expected="after the crash")["wechat"].match
 
 
+def test_a_hung_worker_is_stopped_and_reported():
+    hanging = [sys.executable, "-c", "import sys, time; print('{\"ready\": 1}', flush=True); time.sleep(600)"]
+    worker = wechat.WeChatProcess(command=hanging, timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(wechat.WeChatCrashed, match=r"did not answer within 1 s and was stopped"):
+        worker.decode(gray_code("stuck"))
+    assert time.monotonic() - started < 10 and not worker.alive
+
+
+def test_a_worker_that_cannot_be_started_is_unavailable():
+    with pytest.raises(wechat.WeChatUnusable, match="cannot start the WeChat decoder's worker process"):
+        wechat.WeChatProcess(command=["/nonexistent/python"])
+
+
 def test_concurrent_decodes_get_workers_of_their_own():
     texts = [f"thread {i}" for i in range(8)]
     with ThreadPoolExecutor(4) as pool:
