@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -47,6 +48,7 @@ class WeChatUnusable(ImportError):
     """OpenCV or its WeChat module is missing or cannot start."""
 
 
+@functools.cache
 def missing_opencv() -> str | None:
     """Why the WeChat decoder cannot work in this environment, or None; checked without importing cv2."""
     try:
