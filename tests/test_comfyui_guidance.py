@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 
+import comfyui_harness
 import numpy as np
 import pytest
 import torch
@@ -176,6 +177,53 @@ def test_xt_is_exact_under_cfg_nodes_and_says_when_it_cannot_be(comfyui, object_
     normed = report_text(result, "normed_report")
     assert steps_of(normed, "x0 fallback") == {0, 1}, normed
     assert "a post-CFG node applied before this one changed x̂0" in normed, normed
+
+
+@pytest.fixture(scope="module")
+def half_precision_server(comfyui, tiny_models):
+    """A second server that stores the UNet, ControlNet and VAE weights in fp16 (--fp16-unet --fp16-vae; on CPU
+    ComfyUI computes in fp32 from them, as it does for fp16 checkpoints on GPUs without fast fp16), with the same
+    tiny model files linked in."""
+    server = comfyui_harness.ComfyUIServer(extra_args=["--fp16-unet", "--fp16-vae"], env={"OMP_NUM_THREADS": "1"})
+    server.start()
+    try:
+        for folder in ("checkpoints", "controlnet"):
+            (server.models_dir / folder).mkdir(parents=True, exist_ok=True)
+            for name in tiny_models.values():
+                source = comfyui.models_dir / folder / name
+                if source.is_file():
+                    (server.models_dir / folder / name).symlink_to(source)
+        yield server
+    finally:
+        server.cleanup()
+
+
+def test_guidance_and_refinement_on_fp16_weights(half_precision_server, tiny_models, code):
+    """Both modes guide every step through fp16 weights (xt through the model's graph, no fallback), with a finite
+    step, and refinement runs through an fp16 VAE."""
+    server = half_precision_server
+    info = server.client.object_info()
+    graph = base_graph(tiny_models, code)
+    for mode in ("x0", "xt"):
+        graph[f"guide_{mode}"] = guidance(mode, 1000.0)
+        graph[f"guided_{mode}"] = sampler([f"guide_{mode}", 0], steps=2)
+        graph[f"report_{mode}"] = {"class_type": "AQR_GuidanceReport",
+                                   "inputs": {"guidance_log": [f"guide_{mode}", 1], "samples": [f"guided_{mode}", 0]}}
+        add_saved(graph, f"half_{mode}", [f"report_{mode}", 0])
+    graph["refine"] = {"class_type": "AQR_LatentRefine",
+                       "inputs": {"samples": ["guided_x0", 0], "vae": ["ckpt", 2], "qr_code": ["qr", 2],
+                                  "method": "sr_mpgd", "iterations": 2, "step": 3e6, "fidelity_weight": 0.0,
+                                  "check_every": 1, "margin": 1}}
+    add_saved(graph, "half_refined", ["refine", 0])
+    result = server.client.run(with_defaults(info, graph), timeout=600)
+    log = server.log_text()
+    assert "model weight dtype torch.float16" in log and "dtype: torch.float16" in log, log[-2000:]
+    for mode in ("x0", "xt"):
+        report = report_text(result, f"report_{mode}")
+        assert steps_of(report, "guided") == {0, 1} and "x0 fallback" not in report, report
+        lo, hi = (float(v) for v in report.split("step RMS", 1)[1].split()[0].split("–"))
+        assert 0 < lo <= hi < float("inf"), report
+    assert "2 iterations" in report_text(result, "refine"), report_text(result, "refine")
 
 
 def refine_graph(models, code, iterations: int, step: float, check_every: int, method: str = "sr_mpgd") -> dict:
