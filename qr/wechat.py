@@ -1,7 +1,7 @@
 """OpenCV's WeChat QR decoder, run in child processes so that its crashes cannot take the host down.
 
 WeChat's port of zxing segfaults on some pictures (opencv_contrib issues #2863, #2911, #3150, #3570, open
-since 2021). Noise-like pictures, such as a diffusion model's early outputs, hit it about once in a hundred
+since 2021). Noise-like pictures, such as a random diffusion model's outputs, hit it in 1 of about 200
 verifications. In-process, that kills the whole ComfyUI server. Here each decode runs in a worker process
 (this file run as a script). A crash costs one unread picture, reported as such; the next call starts a fresh
 worker.
