@@ -93,14 +93,21 @@ def _ranges(steps: list[int]) -> str:
     return ", ".join(out)
 
 
+def xt_obstacle(scale, conds, model_options) -> str | None:
+    """Why the xt graph cannot reproduce this evaluation's CFG exactly, or None."""
+    if scale is None or len(conds) != 2:
+        return "the sampler's guider is not CFGGuider (DualCFGGuider or a custom guider)"
+    if model_options.get("sampler_pre_cfg_function"):
+        return ("pre-CFG functions are set (APG, TCFG, …): they may keep state between calls, so the xt graph does "
+                "not run them a second time")
+    return None
+
+
 def cfg_result(base_model, conds, out, x, timestep, scale, model_options):
-    """What ComfyUI's sampling_function makes of the batched predictions `out`, as a differentiable function of
-    them: the model's pre-CFG functions and sampler_cfg_function (RescaleCFG, APG, …) included. Post-CFG functions
-    are left out: ours applies the step, and others (SAG, PAG) run the model again."""
+    """What ComfyUI's cfg_function makes of the batched predictions `out`, as a differentiable function of them,
+    with the model's sampler_cfg_function (RescaleCFG, …), which must be a pure function of its inputs. Post-CFG
+    functions are left out: ours applies the step, and others (SAG, PAG) run the model again."""
     options = {k: v for k, v in model_options.items() if k != "sampler_post_cfg_function"}
-    for fn in options.get("sampler_pre_cfg_function", []):
-        out = fn({"conds": conds, "conds_out": out, "cond_scale": scale, "timestep": timestep, "input": x,
-                  "sigma": timestep, "model": base_model, "model_options": options})
     return comfy.samplers.cfg_function(base_model, out[0], out[1], scale, x, timestep, model_options=options,
                                        cond=conds[0], uncond=conds[1])
 
@@ -139,9 +146,11 @@ def install_guidance(model, vae, objective: ScanObjective, mode: str, start_perc
 
     def calc_cond_batch(executor, base_model, conds, x, timestep, model_options):
         """xt mode: the batched forward with a graph, then ∇_x L through it (the CFG combination redone here)."""
-        scale = state.get("cfg")
-        if not window(base_model, timestep) or scale is None or len(conds) != 2:
-            # outside the window, or not a CFGGuider (DualCFGGuider, …): post_cfg falls back to x0 if needed
+        if not window(base_model, timestep):
+            return executor(base_model, conds, x, timestep, model_options)
+        why = xt_obstacle(state.get("cfg"), conds, model_options)
+        if why:
+            state["xt"] = {"input": x, "why": why}
             return executor(base_model, conds, x, timestep, model_options)
         comfy.model_management.throw_exception_if_processing_interrupted()
         roots = (base_model, conds, model_options.get("transformer_options", {}))
@@ -150,13 +159,29 @@ def install_guidance(model, vae, objective: ScanObjective, mode: str, start_perc
                 torch.autograd.graph.allow_mutation_on_saved_tensors():
             x_graph = x.detach().clone().requires_grad_(True)
             out = executor(base_model, conds, x_graph, timestep, model_options)
-            # the sigma as an ordinary tensor: CFG functions (RescaleCFG) divide by it, which autograd saves
-            guided = cfg_result(base_model, conds, out, x_graph, timestep.clone(), scale, model_options)
-            items = x0_gradients(guided, base_model.process_latent_out, decoder(x.device), objective)
-            grad = stack_gradients(items, guided)
-            grad_x = None if grad is None else torch.autograd.grad(guided, x_graph, grad.to(guided.dtype))[0]
-        state["xt"] = (x, grad_x, items, guided.detach())
+            state["xt"] = {"input": x, **xt_step(base_model, conds, out, x_graph, timestep, model_options)}
         return [o.detach() for o in out]
+
+    def xt_step(base_model, conds, out, x_graph, timestep, model_options) -> dict:
+        """∇_x L through the graph of `out`: {"grad", "items", "x0"}, or {"why"} when the CFG cannot be
+        differentiated."""
+        try:
+            # the sigma as an ordinary tensor: CFG functions (RescaleCFG) divide by it, which autograd saves
+            guided = cfg_result(base_model, conds, out, x_graph, timestep.clone(), state["cfg"], model_options)
+        except Exception as exc:  # a CFG function that cannot run on graph tensors: this step falls back to x0
+            return {"why": f"the model's CFG function failed on the graph ({type(exc).__name__}: {exc})"}
+        predictions = [o for o in out if o is not None and o.requires_grad]
+        if not guided.requires_grad or not predictions:
+            return {"why": "the model's CFG function (sampler_cfg_function) is not differentiable"}
+        items = x0_gradients(guided, base_model.process_latent_out, decoder(x_graph.device), objective)
+        grad = stack_gradients(items, guided)
+        grad_x = None
+        if grad is not None:
+            grad_x, *through = torch.autograd.grad(guided, [x_graph, *predictions], grad.to(guided.dtype),
+                                                   allow_unused=True)
+            if all(g is None for g in through):
+                return {"why": "the model's CFG function (sampler_cfg_function) is not differentiable"}
+        return {"grad": grad_x, "items": items, "x0": guided.detach()}
 
     def post_cfg(args):
         denoised, sigma, base_model = args["denoised"], args["sigma"], args["model"]
@@ -166,12 +191,16 @@ def install_guidance(model, vae, objective: ScanObjective, mode: str, start_perc
             return denoised
         xt, why = state.pop("xt", None), None
         if mode == "xt":
-            if xt is None or xt[0] is not args["input"]:
-                why = "the sampler's guider is not a plain CFG guider, or a node re-ran the model"
-            elif not same_prediction(xt[3], denoised):
+            if xt is None or xt["input"] is not args["input"]:
+                why = "the xt graph did not run for this evaluation (a node replaced or re-ran the model's forward)"
+            elif xt.get("why"):
+                why = xt["why"]
+            elif not bool(torch.isfinite(denoised).all()):
+                why = "the sampler's x̂0 is not finite"
+            elif not same_prediction(xt["x0"], denoised):
                 why = "a post-CFG node applied before this one changed x̂0 (apply it after Scan Guidance)"
         if mode == "xt" and why is None:
-            _, grad, items, _ = xt
+            grad, items = xt["grad"], xt["items"]
             status, kind = "guided", "xt"
         else:
             comfy.model_management.throw_exception_if_processing_interrupted()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import functools
 import importlib.util
 import json
@@ -26,6 +27,9 @@ import struct
 import subprocess
 import sys
 import threading
+import weakref
+
+import numpy as np
 
 HEADER = struct.Struct("<II")
 # Run this file as the worker without its folder (qr/ holds code.py, which shadows the standard library's) or the
@@ -40,12 +44,17 @@ WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD
 DECODE_TIMEOUT_S = 60.0  # WeChat needs ~40 ms for a blank 1024² picture; a minute means it is stuck
 
 
-class WeChatCrashed(RuntimeError):
+class WeChatWorkerError(RuntimeError):
+    """A worker failed: it could not start, crashed on a picture, hung, or broke the protocol. Not cached: the
+    next call starts a fresh worker."""
+
+
+class WeChatCrashed(WeChatWorkerError):
     """The worker died while decoding this picture (OpenCV crashed on it), or hung on it and was stopped."""
 
 
 class WeChatUnusable(ImportError):
-    """OpenCV or its WeChat module is missing or cannot start."""
+    """OpenCV or its WeChat module is missing, or there is no Python to run a worker with (cached for good)."""
 
 
 @functools.cache
@@ -57,68 +66,115 @@ def missing_opencv() -> str | None:
         found = False
     if not found:
         return "OpenCV (cv2) is not installed; install opencv-contrib-python-headless"
+    if not sys.executable:
+        return "this Python (embedded, no sys.executable) cannot start the WeChat decoder's worker process"
     return None
 
 
 class WeChatProcess:
-    """One worker process; `decode` sends a gray picture and returns the texts WeChat read."""
+    """One worker process; `decode` sends a gray picture and returns the texts WeChat read. After any failure
+    the worker is stopped (`alive` turns False), so a broken stream is never reused."""
 
     def __init__(self, command: list[str] | None = None, timeout: float = DECODE_TIMEOUT_S):
         self.command = command or [sys.executable, "-u", "-c", WORKER_BOOT, os.path.abspath(__file__)]
         self.timeout = timeout
         self.parent_pid = os.getpid()
+        self.broken = False
         try:
             self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.DEVNULL, env={**os.environ, **WORKER_MALLOC},
                                          creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
-        except OSError as exc:
-            raise WeChatUnusable(f"cannot start the WeChat decoder's worker process ({exc})") from exc
-        hello = self._reply()
+        except (OSError, ValueError) as exc:
+            raise WeChatWorkerError(f"cannot start the WeChat decoder's worker process ({exc})") from exc
+        _all_workers.add(self)
+        hello, state = self._exchange(b"")
         if hello is None:
-            code = self.proc.wait()
-            raise WeChatUnusable(f"the WeChat decoder's worker exited at start (exit code {code})")
+            code = self._stop()
+            why = {"hung": f"did not start within {self.timeout:g} s", "gone": f"exited at start (exit code {code})",
+                   "garbled": "greeted out of protocol"}[state]
+            raise WeChatWorkerError(f"the WeChat decoder's worker {why}")
         if "unusable" in hello:
-            self.close()
-            raise WeChatUnusable(hello["unusable"])
+            self._stop()
+            raise WeChatUnusable(str(hello["unusable"]))
+        if "ready" not in hello:
+            self._stop()
+            raise WeChatWorkerError(f"the WeChat decoder's worker greeted with {hello!r}")
 
     @property
     def alive(self) -> bool:
-        return self.proc.poll() is None and os.getpid() == self.parent_pid
+        return not self.broken and self.proc.poll() is None and os.getpid() == self.parent_pid
 
-    def _reply(self) -> dict | None:
-        line = self.proc.stdout.readline()
-        return json.loads(line) if line else None
-
-    def decode(self, gray) -> list[str]:
-        height, width = gray.shape
+    def _exchange(self, frame: bytes) -> tuple[dict | None, str]:
+        """Send `frame` (nothing: just read the greeting) and read one reply under the watchdog. Returns (the
+        reply, "ok") or (None, why): "hung", "gone" (the worker died) or "garbled" (not a JSON object)."""
         stuck = threading.Event()
 
-        def stop() -> None:  # a hung decode ends like a crashed one
+        def stop() -> None:  # a hung worker ends like a crashed one
             stuck.set()
             self.proc.kill()
 
         watchdog = threading.Timer(self.timeout, stop)
         watchdog.start()
         try:
-            self.proc.stdin.write(HEADER.pack(height, width))
-            self.proc.stdin.write(gray.tobytes())
-            self.proc.stdin.flush()
-            reply = self._reply()
-        except (BrokenPipeError, ConnectionResetError):
-            reply = None
+            if frame:
+                self.proc.stdin.write(frame)
+                self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except OSError as exc:  # BrokenPipeError; EINVAL on Windows when the reader died
+            if not isinstance(exc, (BrokenPipeError, ConnectionResetError)) and exc.errno != errno.EINVAL:
+                raise
+            line = b""
         finally:
             watchdog.cancel()
-        if reply is None:
-            code = self.proc.wait()
-            what = (f"did not answer within {self.timeout:g} s and was stopped" if stuck.is_set()
-                    else f"crashed on this picture (worker exit code {code})")
+            watchdog.join()  # a kill already under way has finished before we look at `stuck`
+        if stuck.is_set():
+            return None, "hung"
+        if not line:
+            return None, "gone"
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            reply = None
+        return (reply, "ok") if isinstance(reply, dict) else (None, "garbled")
+
+    def decode(self, gray) -> list[str]:
+        if not (isinstance(gray, np.ndarray) and gray.dtype == np.uint8 and gray.ndim == 2):
+            raise ValueError("the WeChat worker takes a uint8 H×W gray picture")
+        height, width = gray.shape
+        reply, state = self._exchange(HEADER.pack(height, width) + gray.tobytes())
+        if state == "ok" and not ("texts" in reply or "error" in reply):
+            state = "garbled"
+        if state != "ok":
+            code = self._stop()
+            what = {"hung": f"did not answer within {self.timeout:g} s and was stopped",
+                    "gone": f"crashed on this picture (worker exit code {code})",
+                    "garbled": "answered out of protocol and was stopped"}[state]
             raise WeChatCrashed(f"OpenCV's WeChat decoder {what}; counted as not read, and a fresh worker takes "
                                 f"the next picture")
         if "error" in reply:
-            raise RuntimeError(reply["error"])
-        return reply["texts"]
+            raise RuntimeError(str(reply["error"]))
+        return [str(t) for t in reply["texts"]]
+
+    def _stop(self) -> int | None:
+        """Kill the worker unless it has exited; return its exit code (None if it would not die)."""
+        self.broken = True
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            return self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return None
+        finally:
+            self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError, ValueError):
+                pipe.close()
 
     def close(self) -> None:
+        """Let the worker finish (its stdin closes, so it exits); kill it after 5 s."""
+        self.broken = True
         with contextlib.suppress(OSError, ValueError):
             self.proc.stdin.close()
         try:
@@ -126,12 +182,12 @@ class WeChatProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        with contextlib.suppress(OSError, ValueError):
-            self.proc.stdout.close()
+        self._close_pipes()
 
 
 _idle: list[WeChatProcess] = []
 _idle_lock = threading.Lock()
+_all_workers: weakref.WeakSet[WeChatProcess] = weakref.WeakSet()
 
 
 def _borrow() -> WeChatProcess:
@@ -150,16 +206,39 @@ def _give_back(worker: WeChatProcess) -> None:
 
 
 def detect_and_decode(gray) -> list[str]:
-    """The texts WeChat reads in `gray` (uint8 H×W). Raises WeChatUnusable when OpenCV is missing,
-    WeChatCrashed when the picture crashed the decoder."""
+    """The texts WeChat reads in `gray` (uint8 H×W). Raises WeChatUnusable when it cannot work here at all,
+    WeChatWorkerError (WeChatCrashed) when a worker failed on this picture."""
     why = missing_opencv()
     if why:
         raise WeChatUnusable(why)
     worker = _borrow()
     try:
-        return worker.decode(gray)
-    finally:
-        _give_back(worker)
+        texts = worker.decode(gray)
+    except RuntimeError as exc:
+        if not isinstance(exc, WeChatWorkerError):  # WeChat raised on the picture; the worker is fine
+            _give_back(worker)
+        raise
+    _give_back(worker)
+    return texts
+
+
+def _forget_workers_after_fork() -> None:
+    """In a forked child: the parent's workers are not ours. Close our copies of their pipes without flushing
+    (so the workers still exit with their parent, and no half-written frame of the parent's reaches them)."""
+    global _idle_lock
+    _idle_lock = threading.Lock()
+    _idle.clear()
+    for worker in list(_all_workers):
+        worker.broken = True
+        for pipe in (worker.proc.stdin, worker.proc.stdout):
+            with contextlib.suppress(OSError, ValueError):
+                os.close(pipe.fileno())
+        worker.proc.stdin = worker.proc.stdout = None
+    _all_workers.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers_after_fork)
 
 
 @atexit.register
@@ -223,4 +302,8 @@ def serve(stdin, stdout) -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.stdin.buffer, sys.stdout.buffer)
+    # The protocol gets a private copy of stdout; fd 1 itself goes to stderr, so that anything else printed
+    # (OpenCV's log writes to stdout) cannot be taken for a reply.
+    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    serve(sys.stdin.buffer, protocol)

@@ -158,7 +158,8 @@ def test_xt_guidance_backpropagates_through_unet_and_controlnet(comfyui, object_
 def test_xt_is_exact_under_cfg_nodes_and_says_when_it_cannot_be(comfyui, object_info, tiny_models, code):
     """RescaleCFG replaces the CFG formula: xt differentiates the guider's own result (no fallback). CFGNorm is a
     post-CFG function; applied before Scan Guidance it changes x̂0 before our hook sees it, so the graph's x̂0 is
-    not the sampler's and those steps fall back to x0, with the reason in the report."""
+    not the sampler's and those steps fall back to x0, with the reason in the report. APG is a pre-CFG function
+    with state: xt does not run it a second time and falls back, saying why."""
     graph = base_graph(tiny_models, code)
     graph["guide"] = guidance("xt", 1001.0)  # scales of their own: no guidance log cached from another test
     graph["rescale"] = {"class_type": "RescaleCFG", "inputs": {"model": ["guide", 0], "multiplier": 0.7}}
@@ -171,7 +172,15 @@ def test_xt_is_exact_under_cfg_nodes_and_says_when_it_cannot_be(comfyui, object_
     graph["normed"] = sampler(["guide_after_norm", 0], steps=2)
     graph["normed_report"] = {"class_type": "AQR_GuidanceReport",
                               "inputs": {"guidance_log": ["guide_after_norm", 1], "samples": ["normed", 0]}}
+    graph["guide_apg"] = guidance("xt", 1003.0)
+    graph["apg"] = {"class_type": "APG", "inputs": {"model": ["guide_apg", 0], "eta": 1.0, "norm_threshold": 5.0,
+                                                    "momentum": -0.5}}
+    graph["apged"] = sampler(["apg", 0], steps=2)
+    graph["apg_report"] = {"class_type": "AQR_GuidanceReport",
+                           "inputs": {"guidance_log": ["guide_apg", 1], "samples": ["apged", 0]}}
     result = comfyui.client.run(with_defaults(object_info, graph), timeout=600)
+    apg = report_text(result, "apg_report")  # APG keeps momentum between calls: never run twice in a step
+    assert steps_of(apg, "x0 fallback") == {0, 1} and "pre-CFG functions are set" in apg, apg
     rescaled = report_text(result, "rescaled_report")
     assert steps_of(rescaled, "guided") == {0, 1} and "x0 fallback" not in rescaled, rescaled
     normed = report_text(result, "normed_report")

@@ -1,12 +1,14 @@
 """WeChat in worker processes: it reads codes, survives a real segfault in the worker, runs concurrently, and
 leaves no processes behind."""
 
+import os
 import subprocess
 import sys
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from aesthetic_qr.qr import decoders, encode, wechat
@@ -30,6 +32,7 @@ def gray_code(text: str):
 
 
 def pid_gone(pid: int, within: float = 10.0) -> bool:
+    """Linux only (reads /proc)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
@@ -42,6 +45,7 @@ def pid_gone(pid: int, within: float = 10.0) -> bool:
     return False
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="checks the exit through /proc")
 def test_worker_reads_a_code_and_an_empty_picture():
     worker = wechat.WeChatProcess()
     try:
@@ -52,6 +56,7 @@ def test_worker_reads_a_code_and_an_empty_picture():
     assert pid_gone(worker.proc.pid)
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="a real SIGSEGV (exit code -11) and /proc are Linux's")
 def test_a_segfault_costs_one_picture_not_the_caller(monkeypatch):
     crashing = wechat.WeChatProcess(command=SEGFAULTING_WORKER)
     with pytest.raises(wechat.WeChatCrashed, match=r"crashed on this picture \(worker exit code -11\)"):
@@ -79,9 +84,75 @@ def test_a_hung_worker_is_stopped_and_reported():
     assert time.monotonic() - started < 10 and not worker.alive
 
 
-def test_a_worker_that_cannot_be_started_is_unavailable():
-    with pytest.raises(wechat.WeChatUnusable, match="cannot start the WeChat decoder's worker process"):
+def test_workers_that_fail_to_start_are_reported_and_not_cached(monkeypatch):
+    with pytest.raises(wechat.WeChatWorkerError, match="cannot start the WeChat decoder's worker process"):
         wechat.WeChatProcess(command=["/nonexistent/python"])
+    sleeping = [sys.executable, "-c", "import time; time.sleep(600)"]
+    with pytest.raises(wechat.WeChatWorkerError, match="did not start within 1 s"):
+        wechat.WeChatProcess(command=sleeping, timeout=1.0)
+    chatty = [sys.executable, "-c", "print('hello from a sitecustomize'); import time; time.sleep(600)"]
+    with pytest.raises(wechat.WeChatWorkerError, match="greeted out of protocol"):
+        wechat.WeChatProcess(command=chatty)
+
+    # a transient failure costs this picture only: the next one gets a working worker
+    monkeypatch.setattr(wechat, "_idle", [])
+    monkeypatch.setattr(wechat, "_borrow", lambda: wechat.WeChatProcess(command=["/nonexistent/python"]))
+    failed = decode(gray_code("x"), ("wechat",), expected="x")["wechat"]
+    assert failed.error.startswith("WeChatWorkerError: cannot start"), failed
+    monkeypatch.undo()
+    assert decode(gray_code("x"), ("wechat",), expected="x")["wechat"].match
+
+
+def test_a_garbled_answer_stops_the_worker():
+    garbling = [sys.executable, "-c", textwrap.dedent("""
+        import sys
+        print('{"ready": "test"}', flush=True)
+        sys.stdin.buffer.read(8)
+        print('[ INFO:0@0.02] a log line where a reply should be', flush=True)
+        sys.stdin.buffer.read()
+    """)]
+    worker = wechat.WeChatProcess(command=garbling)
+    with pytest.raises(wechat.WeChatCrashed, match="answered out of protocol"):
+        worker.decode(gray_code("garbled"))
+    assert not worker.alive
+
+
+def test_opencv_logging_to_stdout_does_not_shift_the_answers(monkeypatch):
+    """OpenCV's log goes to stdout; the worker keeps it off the protocol, so each picture gets its own answer."""
+    monkeypatch.setenv("OPENCV_LOG_LEVEL", "INFO")
+    worker = wechat.WeChatProcess()
+    try:
+        texts = ["", "second", "", "fourth"]  # a blank picture first: it makes OpenCV log its parallel backend
+        pictures = [gray_code(t) if t else gray_code("x")[:30, :30].copy() for t in texts]
+        assert [worker.decode(p) for p in pictures] == [[t] if t else [] for t in texts]
+    finally:
+        worker.close()
+
+
+def test_a_picture_of_the_wrong_type_is_refused_and_the_worker_kept():
+    worker = wechat.WeChatProcess()
+    try:
+        with pytest.raises(ValueError, match="uint8"):
+            worker.decode(gray_code("typed").astype(np.uint16))
+        assert worker.alive and worker.decode(gray_code("typed")) == ["typed"]
+    finally:
+        worker.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork here")
+def test_a_forked_child_gets_workers_of_its_own():
+    assert decode(gray_code("parent"), ("wechat",), expected="parent")["wechat"].match  # the parent has a worker
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report whether it decodes, then leave without running pytest's exit handlers
+        ok = decode(gray_code("child"), ("wechat",), expected="child")["wechat"].match
+        os.write(write_end, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write_end)
+    assert os.read(read_end, 1) == b"1"
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert decode(gray_code("parent again"), ("wechat",), expected="parent again")["wechat"].match
 
 
 def test_concurrent_decodes_get_workers_of_their_own():
@@ -104,6 +175,7 @@ def test_worker_that_cannot_start_makes_wechat_unavailable(monkeypatch):
     assert decoders.available("wechat") == (False, "no wechat module here (test)")
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="checks the exit through /proc")
 def test_workers_exit_with_their_parent():
     """A parent that dies without closing anything (os._exit) leaves no worker behind: stdin closes, it exits."""
     code = textwrap.dedent("""
