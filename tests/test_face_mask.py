@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import antelopev2_standin
 import cv2
 import numpy as np
 import pytest
@@ -495,48 +496,12 @@ def test_insightface_antelopev2_finds_the_astronaut(astronaut):
 
 
 def test_insightface_loader_on_stand_in_models(tmp_path, astronaut):
-    """insightface's real loading and detection code on constant-output ONNX stand-ins for the five files (a
-    640² SCRFD-shaped detector with one face, a 106-point landmark model, three 112² models): checks our call
-    into FaceAnalysis (folder as name, modules, providers, prepare) and the conversion of its Faces."""
+    """insightface's real loading and detection code on constant-output ONNX stand-ins for the five files
+    (tests/antelopev2_standin.py): checks our call into FaceAnalysis (folder as name, modules, providers, prepare)
+    and the conversion of its Faces."""
     if importlib.util.find_spec("insightface") is None or importlib.util.find_spec("onnx") is None:
         pytest.skip("insightface and onnx are not installed (optional extra: see README, Face masks)")
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    def save(path, input_side, outputs):
-        nodes = [helper.make_node("ReduceMean", ["input.1"], ["m"], keepdims=0),
-                 helper.make_node("Mul", ["m", "zero"], ["z"])]
-        inits = [numpy_helper.from_array(np.array(0, np.float32), "zero")]
-        outs = []
-        for i, arr in enumerate(outputs):
-            inits.append(numpy_helper.from_array(arr.astype(np.float32), f"c{i}"))
-            nodes.append(helper.make_node("Add", [f"c{i}", "z"], [f"out{i}"]))
-            outs.append(helper.make_tensor_value_info(f"out{i}", TensorProto.FLOAT, list(arr.shape)))
-        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
-            "input.1", TensorProto.FLOAT, [1, 3, input_side, input_side])], outs, inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-        model.ir_version = 8
-        onnx.save(model, str(path))
-
-    folder = antelopev2_dir(tmp_path)
-    folder.mkdir(parents=True)
-    x0, y0, x1, y1 = 220, 80, 340, 220          # in the detector's 640² frame: the 512² picture × 1.25
-    scores, boxes, points = [], [], []
-    for stride in (8, 16, 32):
-        cells = 640 // stride
-        s, b, k = np.zeros((cells * cells * 2, 1)), np.zeros((cells * cells * 2, 4)), np.zeros((cells * cells * 2, 10))
-        if stride == 32:
-            i = int((y0 + y1) / 2 // 32) * cells + int((x0 + x1) / 2 // 32)
-            ax, ay = (i % cells) * 32, (i // cells) * 32
-            s[2 * i] = 0.9
-            b[2 * i] = [(ax - x0) / 32, (ay - y0) / 32, (x1 - ax) / 32, (y1 - ay) / 32]
-            k[2 * i] = np.ravel([((x0 + x1) / 2 - ax) / 32, ((y0 + y1) / 2 - ay) / 32] * 5)
-        scores.append(s), boxes.append(b), points.append(k)
-    save(folder / "scrfd_10g_bnkps.onnx", 640, scores + boxes + points)
-    t = np.linspace(0, 2 * np.pi, 106, endpoint=False)
-    save(folder / "2d106det.onnx", 192, [np.stack([0.8 * np.cos(t), 0.9 * np.sin(t)], 1).reshape(1, 212)])
-    for name in ("1k3d68.onnx", "genderage.onnx", "glintr100.onnx"):
-        save(folder / name, 112, [np.zeros((1, 512))])
+    folder = antelopev2_standin.write(antelopev2_dir(tmp_path))
 
     qface.load_face_analysis.cache_clear()
     result = make_face_mask(astronaut, detector="insightface", insightface_roots=[tmp_path],
@@ -544,6 +509,6 @@ def test_insightface_loader_on_stand_in_models(tmp_path, astronaut):
     qface.load_face_analysis.cache_clear()
     assert result.detector == "insightface" and str(folder) in result.notes[0]
     (face,) = result.used
-    np.testing.assert_allclose(face.box, (176, 64, 272, 176), atol=0.5)
-    assert face.score == pytest.approx(0.9) and face.landmarks.shape == (106, 2)
+    np.testing.assert_allclose(face.box, antelopev2_standin.FACE_IN_512, atol=0.5)
+    assert face.score == pytest.approx(antelopev2_standin.SCORE) and face.landmarks.shape == (106, 2)
     assert result.mask.sum() > 0.5 * np.pi * 48 * 56
