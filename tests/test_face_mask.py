@@ -512,3 +512,22 @@ def test_insightface_loader_on_stand_in_models(tmp_path, astronaut):
     np.testing.assert_allclose(face.box, antelopev2_standin.FACE_IN_512, atol=0.5)
     assert face.score == pytest.approx(antelopev2_standin.SCORE) and face.landmarks.shape == (106, 2)
     assert result.mask.sum() > 0.5 * np.pi * 48 * 56
+
+
+def test_instantid_style_face_analysis_input(tmp_path, astronaut):
+    """The FACEANALYSIS object ComfyUI_InstantID's loader makes (every module, det_size 640, built by insightface
+    from the models folder) works as the face_analysis input: the detections come from it, not from our loader."""
+    if importlib.util.find_spec("insightface") is None or importlib.util.find_spec("onnx") is None:
+        pytest.skip("insightface and onnx are not installed (optional extra: see README, Face masks)")
+    from insightface.app import FaceAnalysis
+
+    antelopev2_standin.write(antelopev2_dir(tmp_path))
+    app = FaceAnalysis(name="antelopev2", root=str(tmp_path), providers=["CPUExecutionProvider"])
+    app.prepare(ctx_id=0, det_size=(640, 640))
+    qface.load_face_analysis.cache_clear()
+    result = make_face_mask(astronaut, detector="auto", face_analysis=app, qr=code_over())
+    assert qface.load_face_analysis.cache_info().currsize == 0  # our own loader never ran
+    assert result.detector == "insightface"
+    (face,) = result.used
+    np.testing.assert_allclose(face.box, antelopev2_standin.FACE_IN_512, atol=0.5)
+    assert result.module_mask is not None and result.module_mask.any()
