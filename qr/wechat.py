@@ -165,24 +165,17 @@ class WeChatProcess:
         except subprocess.TimeoutExpired:
             return None
         finally:
-            self._close_pipes()
-
-    def _close_pipes(self) -> None:
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            with contextlib.suppress(OSError, ValueError):
-                pipe.close()
+            for pipe in (self.proc.stdin, self.proc.stdout):
+                with contextlib.suppress(OSError, ValueError):
+                    pipe.close()
 
     def close(self) -> None:
         """Let the worker finish (its stdin closes, so it exits); kill it after 5 s."""
-        self.broken = True
         with contextlib.suppress(OSError, ValueError):
             self.proc.stdin.close()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._close_pipes()
+        self._stop()
 
 
 _idle: list[WeChatProcess] = []
@@ -271,7 +264,6 @@ def serve(stdin, stdout) -> None:
 
     try:
         import cv2  # noqa: PLC0415
-        import numpy as np  # noqa: PLC0415
     except Exception as exc:
         say({"unusable": f"OpenCV (cv2) is not usable ({type(exc).__name__}: {exc}); "
                          f"install opencv-contrib-python-headless"})
