@@ -54,19 +54,42 @@ def comfyui():
             pytest.fail(f"{why} (AQR_REQUIRE_COMFYUI=1)", pytrace=False)
         pytest.skip(why)
 
+    server = _start_server()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+def _start_server(**kwargs) -> comfyui_harness.ComfyUIServer:
+    """Start one test server (`kwargs` go to ComfyUIServer, e.g. extra_args); a failed start fails the test with
+    the tail of ComfyUI's log."""
     keep = os.environ.get("AQR_KEEP_COMFYUI_LOG", "").strip() not in ("", "0")
     # One torch thread unless told otherwise: on a shared 2-core machine torch's OpenMP threads spin-wait for a
     # busy core, and pixel refinement ran 8x slower (76 s against 9.9 s for the same 100 steps).
     threads = {} if "OMP_NUM_THREADS" in os.environ else {"OMP_NUM_THREADS": "1"}
-    server = comfyui_harness.ComfyUIServer(keep_workdir=keep, env=threads)
+    server = comfyui_harness.ComfyUIServer(keep_workdir=keep, env=threads, **kwargs)
     try:
         server.start()
     except comfyui_harness.ComfyUIStartError as exc:
+        server.cleanup()
         pytest.fail(str(exc), pytrace=False)
     print(f"\n[comfyui] up at {server.base_url} in {server.startup_seconds:.1f} s (log {server.log_path})")
-    try:
-        yield server
-    finally:
+    return server
+
+
+@pytest.fixture(scope="module")
+def start_comfyui(comfyui):
+    """Start further servers for one test module (other command-line flags: `start_comfyui(extra_args=[…])`);
+    they are stopped after the module. Needs ComfyUI as `comfyui` does."""
+    servers = []
+
+    def start(**kwargs) -> comfyui_harness.ComfyUIServer:
+        servers.append(_start_server(**kwargs))
+        return servers[-1]
+
+    yield start
+    for server in servers:
         server.cleanup()
 
 

@@ -10,7 +10,6 @@ import threading
 import time
 import uuid
 
-import comfyui_harness
 import numpy as np
 import pytest
 import torch
@@ -189,22 +188,18 @@ def test_xt_is_exact_under_cfg_nodes_and_says_when_it_cannot_be(comfyui, object_
 
 
 @pytest.fixture(scope="module")
-def half_precision_server(comfyui, tiny_models):
+def half_precision_server(start_comfyui, comfyui, tiny_models):
     """A second server that stores the UNet, ControlNet and VAE weights in fp16 (--fp16-unet --fp16-vae; on CPU
     ComfyUI computes in fp32 from them, as it does for fp16 checkpoints on GPUs without fast fp16), with the same
     tiny model files linked in."""
-    server = comfyui_harness.ComfyUIServer(extra_args=["--fp16-unet", "--fp16-vae"], env={"OMP_NUM_THREADS": "1"})
-    server.start()
-    try:
-        for folder in ("checkpoints", "controlnet"):
-            (server.models_dir / folder).mkdir(parents=True, exist_ok=True)
-            for name in tiny_models.values():
-                source = comfyui.models_dir / folder / name
-                if source.is_file():
-                    (server.models_dir / folder / name).symlink_to(source)
-        yield server
-    finally:
-        server.cleanup()
+    server = start_comfyui(extra_args=["--fp16-unet", "--fp16-vae"])
+    for folder in ("checkpoints", "controlnet"):
+        (server.models_dir / folder).mkdir(parents=True, exist_ok=True)
+        for name in tiny_models.values():
+            source = comfyui.models_dir / folder / name
+            if source.is_file():
+                (server.models_dir / folder / name).symlink_to(source)
+    return server
 
 
 def test_guidance_and_refinement_on_fp16_weights(half_precision_server, tiny_models, code):
