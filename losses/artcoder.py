@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..qr.code import Geometry, QRCode
-from .grid import centre_mask, gaussian_weights, geometry_of, module_target, symbol_blocks
+from .grid import centre_mask, gaussian_weights, geometry_of, module_mean, module_target, symbol_blocks
 from .options import configured
 from .srl import luma_plane
 
@@ -118,14 +118,9 @@ def artcoder_code_loss(image: torch.Tensor, qr: QRCode, config: ArtCoderConfig |
     fill = cfg.fill_dark + (cfg.fill_light - cfg.fill_dark) * light
     target = fill * kernel_mass * (3 if cfg.channels == "rgb" else 1)
     per_module = (sampled - target) ** 2
+    active = None  # without competition every module is active: the mean over all of them
     if cfg.competition:
         active = active_modules(image, qr, cfg, geometry=geo)
         per_module = per_module * active.to(image.dtype)
-    else:
-        active = torch.ones_like(per_module, dtype=torch.bool)
-    total = per_module.sum((-2, -1))
-    if cfg.reduction == "active":
-        loss = total / active.sum((-2, -1)).clamp(min=1).to(image.dtype)
-    else:
-        loss = total / float(qr.size * qr.size)
+    loss = module_mean(per_module, active if cfg.reduction == "active" else None)
     return (loss, per_module) if return_map else loss

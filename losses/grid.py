@@ -71,3 +71,12 @@ def centre_mask(module_px: int, fraction: float = 1 / 3, device=None) -> torch.T
 def module_target(qr: QRCode, device=None, dtype=torch.float32) -> torch.Tensor:
     """n×n float, 1 where the module should be light (white), 0 where dark."""
     return torch.as_tensor(1 - qr.matrix, device=device, dtype=dtype)
+
+
+def module_mean(per_module: torch.Tensor, counted: torch.Tensor | None) -> torch.Tensor:
+    """B×n×n per-module terms → B: their sum over the `counted` modules' number (at least 1), or over all n²
+    modules when `counted` is None (the losses' two reductions)."""
+    total = per_module.sum((-2, -1))
+    if counted is None:
+        return total / float(per_module.shape[-2] * per_module.shape[-1])
+    return total / counted.sum((-2, -1)).clamp(min=1).to(per_module.dtype)

@@ -35,7 +35,15 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..qr.code import Geometry, QRCode
-from .grid import centre_mask, gaussian_weights, geometry_of, luminance, module_target, symbol_blocks
+from .grid import (
+    centre_mask,
+    gaussian_weights,
+    geometry_of,
+    luminance,
+    module_mean,
+    module_target,
+    symbol_blocks,
+)
 from .options import configured
 
 SIGMA_MODES = ("scaled", "code")
@@ -146,9 +154,5 @@ def srl(image: torch.Tensor, qr: QRCode, config: SRLConfig | None = None, *, geo
     if module_weight is not None:
         weights = weights * module_weight.to(image.device, image.dtype)
     per_module = sampled * weights * wrong.to(image.dtype)
-    total = per_module.sum((-2, -1))
-    if cfg.reduction == "wrong":
-        loss = total / wrong.sum((-2, -1)).clamp(min=1).to(image.dtype)
-    else:
-        loss = total / float(qr.size * qr.size)
+    loss = module_mean(per_module, wrong if cfg.reduction == "wrong" else None)
     return (loss, per_module) if return_map else loss
