@@ -11,8 +11,8 @@ border, side a multiple of 8), and the same picture-following code where one is 
   qart      the code reshuffled towards the picture (ARTUP binary stage / QArt) and rendered
   halftone  the reshuffled code as a Text2QR/Face2QR adaptive-halftone blueprint (centre third of each module
             set to the bit, the picture polarised elsewhere)
-  artup     `qr.artup.artup` with its defaults
-  pixel     `losses.pixel_refine.pixel_refine` on the reshuffled code (with --pixel: tens of seconds per case)
+  artup     `art.artup.artup` with its defaults (`ArtupConfig()`)
+  pixel     `art.pixel_refine.pixel_refine` on the reshuffled code (with --pixel: tens of seconds per case)
 SSR: scan success rate over the full simulated-camera suite (21 camera views + qr-verify's 37 presets), payload
 checked, per decoder. SSIM: Rec.601 luminance of the result vs the picture fitted to the same geometry (whole
 image, quiet zone included). Time: producing the image (not verifying it), seconds.
@@ -26,13 +26,14 @@ import numpy as np
 from skimage import data
 from skimage.metrics import structural_similarity
 
-from aesthetic_qr.losses.pixel_refine import pixel_refine
+from aesthetic_qr.art.artup import ArtupConfig, artup, auto_module_px
+from aesthetic_qr.art.blueprint import halftone_blueprint
+from aesthetic_qr.art.follow import follow_picture
+from aesthetic_qr.art.pixel_refine import pixel_refine
 from aesthetic_qr.qr import encode
-from aesthetic_qr.qr.artup import artup, auto_module_px
-from aesthetic_qr.qr.blueprint import fit_to_geometry, halftone_blueprint, luminance
-from aesthetic_qr.qr.camera import run_suite
-from aesthetic_qr.qr.follow import follow_picture
+from aesthetic_qr.qr.pixels import fit, luminance
 from aesthetic_qr.qr.render import render
+from aesthetic_qr.scan.camera import run_suite
 
 BORDER, MULTIPLE, SIZE_PX = 4, 8, 512
 
@@ -73,7 +74,7 @@ def methods(picture: np.ndarray, text: str, version: int, ecl: str, pixel: bool 
     image, geo = render(plain, mpx, BORDER, multiple=MULTIPLE)
     dt = time.perf_counter() - t
     plain = plain.with_geometry(geo)
-    fitted = fit_to_geometry(picture, geo)
+    fitted = fit(picture, geo)
     rows.append(("plain", {**measure(image, plain, fitted), "t": dt}))
 
     t = time.perf_counter()
@@ -88,7 +89,8 @@ def methods(picture: np.ndarray, text: str, version: int, ecl: str, pixel: bool 
     rows.append(("halftone", {**measure(image, follow.qr, fitted), "t": dt_follow + time.perf_counter() - t}))
 
     t = time.perf_counter()
-    result = artup(picture, text, version=version, ecl=ecl, module_px=mpx, border=BORDER, multiple=MULTIPLE)
+    result = artup(picture, text, config=ArtupConfig(version=version, ecl=ecl, module_px=mpx, border=BORDER,
+                                                     multiple=MULTIPLE))
     dt = time.perf_counter() - t
     rows.append(("artup", {**measure(result.image, result.qr, result.picture), "t": dt, "p": result.mean_p}))
 
@@ -141,7 +143,7 @@ def sweep(pics) -> None:
     for kw in settings:
         zs, ws, ss = [], [], []
         for name, version in cases:
-            res = artup(pics[name], f"https://example.com/{name}", version=version, ecl="M", **kw)
+            res = artup(pics[name], f"https://example.com/{name}", config=ArtupConfig(version=version, ecl="M", **kw))
             m = measure(res.image, res.qr, res.picture)
             zs.append(m["z"])
             ws.append(m["w"])

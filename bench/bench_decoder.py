@@ -24,8 +24,8 @@ def _one(size: int, checkpointing: bool, device: str) -> dict:
     import torch
     from comfy.ldm.models.autoencoder import AutoencoderKL
 
-    from aesthetic_qr.losses.decoder import DifferentiableDecoder
-    from aesthetic_qr.losses.frozen import grad_mode
+    from aesthetic_qr.diffusion.decoder import DifferentiableDecoder
+    from aesthetic_qr.diffusion.frozen import grad_mode
 
     ddconfig = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
                 "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}

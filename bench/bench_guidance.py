@@ -27,7 +27,7 @@ MODES = ("none", "x0", "xt", "refine")
 
 
 def _comfyui_on_path(device: str) -> None:
-    from aesthetic_qr import headless
+    from aesthetic_qr.tools import headless
 
     found = headless.find_comfyui()
     if found is None:
@@ -52,10 +52,11 @@ def _one(model: str, size: int, mode: str, steps: int, device: str) -> dict:
     import tiny_sd
     import torch
 
-    from aesthetic_qr.losses.decoder import decoder_for
-    from aesthetic_qr.losses.guidance import GuidanceConfig, ScanObjective
-    from aesthetic_qr.losses.latent_refine import LatentRefineConfig, refine_latent
-    from aesthetic_qr.nodes.guidance import GuidanceLog, install_guidance
+    from aesthetic_qr.diffusion.decoder import decoder_for
+    from aesthetic_qr.diffusion.guidance import GuidanceConfig, ScanObjective
+    from aesthetic_qr.diffusion.hooks import GuidanceLog, install_guidance
+    from aesthetic_qr.diffusion.latent_refine import LatentRefineConfig, refine_latent
+    from aesthetic_qr.nodes.guidance import COMFY_SAMPLER
     from aesthetic_qr.qr import encode
     from aesthetic_qr.qr.render import render
 
@@ -95,7 +96,8 @@ def _one(model: str, size: int, mode: str, steps: int, device: str) -> dict:
             guided = unet
             if mode != "none":
                 objective = ScanObjective(qr, GuidanceConfig(gate=False))
-                guided = install_guidance(unet, vae, objective, mode, 0.0, 1.0, "auto", None, GuidanceLog())
+                guided = install_guidance(unet, vae, objective, mode, 0.0, 1.0, "auto", None, GuidanceLog(),
+                                          COMFY_SAMPLER)
 
             def run():
                 comfy.sample.sample(guided, noise, steps, 7.0, "euler", "normal", cond, cond, latent,

@@ -10,9 +10,9 @@ import numpy as np
 from skimage import data
 from skimage.metrics import structural_similarity
 
+from aesthetic_qr.art.follow import follow_picture
 from aesthetic_qr.qr import encode
-from aesthetic_qr.qr.blueprint import fit_to_geometry, luminance
-from aesthetic_qr.qr.follow import follow_picture
+from aesthetic_qr.qr.pixels import fit, luminance
 from aesthetic_qr.qr.render import render
 from aesthetic_qr.qr.reshuffle import reshuffle, reshuffle_url
 
@@ -41,7 +41,7 @@ def controlled_modules() -> None:
 
 def ssim_to_picture(qr, picture) -> float:
     image, geo = render(qr, qr.geometry.module_px, qr.geometry.border, multiple=8)
-    return structural_similarity(luminance(image), luminance(fit_to_geometry(picture, geo)), data_range=1.0)
+    return structural_similarity(luminance(image), luminance(fit(picture, geo)), data_range=1.0)
 
 
 def agreement() -> None:

@@ -14,10 +14,10 @@ import numpy as np
 from timing import median_ms
 
 from aesthetic_qr.qr import encode
-from aesthetic_qr.qr.analysis import analyze
-from aesthetic_qr.qr.camera import build_variants, run_suite
-from aesthetic_qr.qr.decoders import decode_gray, to_gray_u8
 from aesthetic_qr.qr.render import render
+from aesthetic_qr.scan.analysis import analyze
+from aesthetic_qr.scan.camera import build_variants, run_suite
+from aesthetic_qr.scan.decoders import decode_gray, to_gray_u8
 
 PAYLOAD = "https://example.com/aesthetic-qr"
 

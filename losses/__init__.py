@@ -2,8 +2,7 @@
 
 # public API of the loss modules (re-exported; `noqa: F401` keeps each line independent for later appends)
 from .adaptive import AdaptiveConfig, adaptive_code_loss, face_modules  # noqa: F401
-from .artcoder import ArtCoderConfig, active_modules, artcoder_code_loss, ss_layer  # noqa: F401
-from .colour import chroma, chroma_drift, clipping_penalty, luminance_only  # noqa: F401
+from .colour import chroma, luminance_only  # noqa: F401
 from .perceptual import (  # noqa: F401
     VGGFeatures,
     fidelity_loss,

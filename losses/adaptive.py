@@ -37,9 +37,6 @@ from .options import configured
 from .srl import luma_plane
 
 ERRORS = ("pixel_sq", "pixel_abs", "sampled_sq")
-MARKER_KINDS = ("finder", "separator", "alignment")
-
-
 @dataclass(frozen=True)
 class AdaptiveConfig:
     sigma_face: float = 1.5

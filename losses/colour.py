@@ -1,14 +1,11 @@
-"""Colour guards for luminance-only code losses.
+"""Colour for luminance-only code losses.
 
-SRL, ArtCoder and Face2QR's code losses see luminance only, so an optimiser is free to buy contrast with colour
-casts, over-saturation and clipping (the drift an independent DiffQRCoder reproduction reported). Not from any of
-the papers; ARTUP's colour stage (keep the hue, move along luminance) is the closest published idea.
+SRL and Face2QR's code losses see luminance only, so an optimiser is free to buy contrast with colour casts,
+over-saturation and clipping (the drift an independent DiffQRCoder reproduction reported). ARTUP's colour stage
+(keep the hue, move along luminance) is the closest published idea; here it is done in chroma planes:
 
-* `chroma_drift`: mean squared difference of the chroma planes against a reference — Cb/Cr of full-range
-  BT.601 YCbCr (``space="ycbcr"``, default; luminance uses the same Rec.601 weights as every loss here) or the
-  opponent pair ((R − G)/√2, (R + G − 2B)/√6) (``space="opponent"``). Luminance is free to move.
-* `clipping_penalty`: mean of max(0, δ − x)^k + max(0, x − (1 − δ))^k over every channel value (k = 2 by
-  default: smooth, and its gradient pushes out-of-range values back towards [δ, 1 − δ]).
+* `chroma`: the chroma planes — Cb/Cr of full-range BT.601 YCbCr (``space="ycbcr"``, default; luminance uses the
+  same Rec.601 weights as every loss here) or the opponent pair ((R − G)/√2, (R + G − 2B)/√6).
 * `luminance_only`: rebuild RGB from an optimised luminance and the reference's chroma. Since the Rec.601 weights
   sum to 1, adding the same ΔY to R, G and B changes Y by ΔY and leaves R − Y and B − Y (hence Cb, Cr) unchanged:
   out = ref + (Y − Y_ref). With ``gamut="desaturate"`` (default) a pixel whose result would leave [0, 1] keeps
@@ -48,30 +45,6 @@ def chroma(image: torch.Tensor, space: str = "ycbcr") -> torch.Tensor:
     if space == "opponent":
         return torch.stack(((r - g) / math.sqrt(2), (r + g - 2 * b) / math.sqrt(6)), 1)
     raise ValueError(f"space {space!r} is not one of {SPACES}")
-
-
-def chroma_drift(image: torch.Tensor, reference: torch.Tensor, space: str = "ycbcr",
-                 mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-item (B,) mean squared chroma difference to `reference` (B×3×H×W or 1×3×H×W). An optional
-    B|1×1×H×W `mask` weights pixels (the mean is then over the mask's mass)."""
-    _check(reference, "reference")
-    d = (chroma(image, space) - chroma(reference.to(image), space)) ** 2   # B×2×H×W
-    if mask is None:
-        return d.mean((1, 2, 3))
-    m = mask.to(image)
-    if m.dim() == 3:
-        m = m[:, None]
-    num = (d * m).sum((1, 2, 3))
-    den = (m.expand_as(d[:, :1]) * 2).sum((1, 2, 3)).clamp(min=1e-12)
-    return num / den
-
-
-def clipping_penalty(image: torch.Tensor, delta: float = 2 / 255, power: float = 2.0) -> torch.Tensor:
-    """Per-item (B,) mean over all values of max(0, δ − x)^power + max(0, x − (1 − δ))^power."""
-    if not torch.is_tensor(image) or image.dim() != 4:
-        raise ValueError(f"image must be a B×C×H×W tensor, got {getattr(image, 'shape', type(image).__name__)}")
-    out = torch.relu(delta - image) ** power + torch.relu(image - (1 - delta)) ** power
-    return out.mean((1, 2, 3))
 
 
 def luminance_only(image: torch.Tensor, reference: torch.Tensor, gamut: str = "desaturate") -> torch.Tensor:

@@ -1,26 +1,35 @@
-"""The module grid of a rendered code as tensor views: every loss reads modules through these, from the code's
-own geometry (integer pixels per module, known origin), so there is no resize drift."""
+"""The module grid of a rendered code as tensor views, the torch mirror of `qr.pixels`: every loss reads modules
+through these, from the code's own geometry (integer pixels per module, known origin), so there is no resize
+drift."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..qr.code import Geometry, QRCode
-
-LUMA = (0.299, 0.587, 0.114)
+from ..qr.pixels import LUMA, require_geometry, require_same_aspect
 
 
 def luminance(image: torch.Tensor) -> torch.Tensor:
     """B×3×H×W (or B×H×W×3 with `channels_last=True` handled by the caller) → B×H×W, Rec.601 weights."""
-    w = torch.tensor(LUMA, dtype=image.dtype, device=image.device)
-    return torch.einsum("bchw,c->bhw", image, w)
+    # summed blue, green, red: in this order white is exactly 1 in float32 and float64 (an einsum leaves 1 − 1e-16)
+    return image[:, 2] * LUMA[2] + image[:, 1] * LUMA[1] + image[:, 0] * LUMA[0]
 
 
 def geometry_of(qr: QRCode, geometry: Geometry | None = None) -> Geometry:
-    geo = geometry if geometry is not None else qr.geometry
-    if geo is None:
-        raise ValueError("the code has no geometry: render it (AQR_Encode does) or pass one")
-    return geo
+    return geometry if geometry is not None else require_geometry(qr)
+
+
+def fit_tensor(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resample B×C×H×W to `size` (W, H) differentiably. The image must carry the code (`require_same_aspect`):
+    a stretched picture would move every module off the code's grid."""
+    w, h = size
+    ih, iw = image.shape[-2:]
+    if (iw, ih) == (w, h):
+        return image
+    require_same_aspect(ih, iw, Geometry(1, 0, (0, 0), (w, h)), "the decoded image")
+    return F.interpolate(image, size=(h, w), mode="bilinear", align_corners=False, antialias=iw > w)
 
 
 def symbol_blocks(plane: torch.Tensor, qr: QRCode, geometry: Geometry | None = None,

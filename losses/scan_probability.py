@@ -1,5 +1,5 @@
 """ARTUP's module-based scanning-probability model (Xu et al., TOMM 2021, §4.2.1), in torch: differentiable and
-batched, usable as a loss (`scan_probability_loss`) and as a metric (`module_scan_probability_np`).
+batched (`module_scan_probability`), and as a numpy metric (`module_scan_probability_np`).
 
 The model, as the paper states it (equation numbers are the paper's):
 
@@ -32,8 +32,7 @@ Departures (documented, switchable where it matters):
   values the image holds (no gamma); T̄ is differentiable by default (the paper holds it fixed while adjusting
   pixels — `detach_threshold=True` does that).
 
-The loss `scan_probability_loss` is the hinge on the paper's constraint P ≥ p_min (eq. 16): the mean over
-modules of relu(p_min − P). Images are B×3×H×W (or B×H×W luminance, or B×H×W×3 with ``channels_last=True``) in
+Images are B×3×H×W (or B×H×W luminance, or B×H×W×3 with ``channels_last=True``) in
 [0, 1] at the code's geometry (``qr.geometry.image_size``).
 """
 
@@ -220,25 +219,6 @@ def module_scan_probability(image: torch.Tensor, qr: QRCode, *, sigma_s: float =
     return torch.einsum("bijxy,xy->bij", blocks, w).clamp(0.0, 1.0)
 
 
-def scan_probability_loss(image: torch.Tensor, qr: QRCode, p_min: float = 0.95, *, reduction: str = "mean",
-                          function_weight: float = 1.0, **model) -> torch.Tensor:
-    """Hinge on ARTUP's constraint P(module) ≥ p_min: mean (or sum, or per image with "none") over modules of
-    relu(p_min − P). `function_weight` scales function-pattern modules (finders, timing, format …). Extra
-    keyword arguments go to `module_scan_probability` (sigma_s, sigma_t, window, channels_last, …)."""
-    prob = module_scan_probability(image, qr, **model)
-    gap = torch.relu(p_min - prob)
-    if function_weight != 1.0:
-        wf = torch.where(torch.as_tensor(qr.function_mask, device=gap.device), function_weight, 1.0).to(gap)
-        gap = gap * wf
-    if reduction == "mean":
-        return gap.mean()
-    if reduction == "sum":
-        return gap.sum()
-    if reduction == "none":
-        return gap.flatten(1).mean(1)
-    raise ValueError(f"reduction {reduction!r} is not mean, sum or none")
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # numpy metric
 
@@ -253,10 +233,3 @@ def module_scan_probability_np(image: np.ndarray, qr: QRCode, **model) -> np.nda
     with torch.no_grad():
         return module_scan_probability(t, qr, **model)[0].numpy()
 
-
-def scan_probability_summary(prob: np.ndarray, qr: QRCode, p_min: float = 0.95) -> dict:
-    """Mean / min P over all modules and over data modules, and how many modules fall below p_min."""
-    data = qr.module_block >= 0
-    return {"mean_p": float(prob.mean()), "min_p": float(prob.min()),
-            "mean_p_data": float(prob[data].mean()) if data.any() else float("nan"),
-            "below_p_min": int((prob < p_min).sum()), "p_min": float(p_min)}

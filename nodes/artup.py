@@ -7,6 +7,15 @@ import comfy.utils
 import numpy as np
 from comfy_api.latest import io
 
+from ..art.artup import (
+    ADJUST_MODES,
+    COLOUR_MODES,
+    MARKER_MODES,
+    ArtupConfig,
+    artup_until_scans,
+)
+from ..art.markers import MODES as MARKER_COLOUR_MODES
+from ..art.markers import harmonize_markers
 from ..losses.scan_probability import (
     DEFAULT_GLOBAL_WEIGHT,
     DEFAULT_SIGMA_S,
@@ -15,56 +24,28 @@ from ..losses.scan_probability import (
     module_scan_probability_np,
 )
 from ..qr import QRInputError
-from ..qr.analysis import GREEN, RED
-from ..qr.artup import (
-    ADJUST_MODES,
-    COLOUR_MODES,
-    DEFAULT_FUNCTION_P_MIN,
-    DEFAULT_ITERATIONS,
-    DEFAULT_P_MIN,
-    DEFAULT_QUIET_WIDTH,
-    MARKER_MODES,
-    artup_until_scans,
-)
-from ..qr.markers import MODES as MARKER_COLOUR_MODES
-from ..qr.markers import harmonize_markers, pixel_modules
-from ..qr.report import verify_image
+from ..qr.pixels import fit, require_geometry, require_same_aspect
+from ..scan.analysis import probability_heatmap
+from ..scan.report import verify_image
+from .inputs import FROM_CODE, code_or_text
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
 
-TEXT_MODE_GEOMETRY = {"border": 4, "multiple": 8}
+DEFAULTS = ArtupConfig()
+AUTO = 0                # version and module_px: 0 = auto (the config's None)
+AUTO_CAMERA_BLUR = -1.0  # camera_blur: -1 = auto (the config's None)
 
 
-def _fit_to_code(picture: np.ndarray, qr) -> np.ndarray:
-    """The image at the code's pixel size: a uniformly rescaled copy (same aspect) is resampled; anything else is
-    an error (these nodes read an image that already carries the code)."""
-    w, h = qr.geometry.image_size
-    ph, pw = picture.shape[:2]
-    if (pw, ph) == (w, h):
-        return picture
-    if abs(pw / ph - w / h) > 0.02:
-        raise QRInputError(f"the image is {pw}×{ph} but the code is {w}×{h}: give the image the code was drawn on "
-                           f"(or a uniformly scaled copy)")
-    import cv2  # noqa: PLC0415
-
-    interp = cv2.INTER_AREA if pw > w else cv2.INTER_CUBIC
-    return np.clip(cv2.resize(np.ascontiguousarray(picture), (w, h), interpolation=interp), 0.0, 1.0)
+def _config_input(name: str, **ui) -> dict:
+    """An AQR_ARTUP input's default and bounds from ArtupConfig (the field's default, and the bounds its
+    validation enforces), then `ui` (the widget's own limits, step, tooltip)."""
+    meta = ArtupConfig.__dataclass_fields__[name].metadata
+    return {"default": getattr(DEFAULTS, name), **{k: meta[k] for k in ("min", "max") if k in meta}, **ui}
 
 
-def probability_heatmap(picture: np.ndarray, prob: np.ndarray, qr, dim: float = 0.45,
-                        alpha: float = 0.6) -> np.ndarray:
-    """H×W×3: the picture dimmed, each module tinted from red (P = 0) through yellow to green (P = 1); the quiet
-    zone is left dimmed. Works on the picture at any uniform scale of the code's geometry."""
-    h, w = picture.shape[:2]
-    row, col = pixel_modules((h, w), qr.geometry, qr.size)
-    inside = (row >= 0) & (col >= 0)
-    p = np.clip(prob, 0.0, 1.0)[np.where(inside, row, 0), np.where(inside, col, 0)]
-    # red → yellow → green: through the brighter middle so mid probabilities stand out
-    tint = np.where((p < 0.5)[..., None], RED + (2 * p)[..., None] * (np.array([1.0, 0.85, 0.1]) - RED),
-                    np.array([1.0, 0.85, 0.1]) + (2 * p - 1)[..., None] * (GREEN - np.array([1.0, 0.85, 0.1])))
-    a = np.where(inside, alpha, 0.0)[..., None]
-    out = picture * dim * (1 - a) + tint * a
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+def _node_value(value, auto):
+    """A config value as the node shows it: None (auto) as the node's `auto` number."""
+    return auto if value is None else value
 
 
 class AQRArtup(io.ComfyNode):
@@ -92,67 +73,68 @@ class AQRArtup(io.ComfyNode):
                                          "used as it is (e.g. from QR Reshuffle)."),
                 io.String.Input("text", optional=True, default="", multiline=True,
                                 tooltip="Message to encode when no QR_CODE is connected."),
-                io.Combo.Input("ecl", options=["from code", "L", "M", "Q", "H"], default="from code",
+                io.Combo.Input("ecl", options=[FROM_CODE, "L", "M", "Q", "H"], default=FROM_CODE,
                                tooltip="Error-correction level for the binary stage ('from code' keeps the "
                                        "connected code's level, M for text). Lower levels leave more free "
                                        "modules to follow the picture."),
-                io.Int.Input("version", default=0, min=0, max=40,
+                io.Int.Input("version", default=_node_value(DEFAULTS.version, AUTO), min=AUTO, max=40,
                              tooltip="QR version for text input (0 = the smallest that fits; a connected code "
                                      "keeps its own)."),
-                io.Int.Input("module_px", default=0, min=0, max=64,
+                io.Int.Input("module_px", default=_node_value(DEFAULTS.module_px, AUTO), min=AUTO, max=64,
                              tooltip="Pixels per module for text input (0 = the largest that keeps the image "
                                      "within 512 px). A connected code keeps its geometry."),
                 io.Boolean.Input("reshuffle", default=True,
                                  tooltip="Run ARTUP's binary stage (reshuffle the code's free bits towards the "
                                          "picture). Turn off when the connected code is already reshuffled."),
-                io.Float.Input("p_min", default=DEFAULT_P_MIN, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("p_min", **_config_input("p_min", step=0.01),
                                tooltip="Minimum probability that a scanner reads each data module correctly. "
                                        "Higher: more robust, more code visible (1 = the binary code, 0 = the "
                                        "picture with function patterns)."),
-                io.Float.Input("function_p_min", default=DEFAULT_FUNCTION_P_MIN, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("function_p_min", **_config_input("function_p_min", step=0.01),
                                tooltip="The same for timing, format and version modules."),
-                io.Float.Input("sigma_s", default=DEFAULT_SIGMA_S, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("sigma_s", **_config_input("sigma_s", max=1.0, step=0.01),
                                tooltip="Sampling spread, in modules: how far from the module centre a scanner "
                                        "may sample (ARTUP eq. 13). 0 = the centre only."),
-                io.Float.Input("sigma_t", default=DEFAULT_SIGMA_T, min=0.01, max=1.0, step=0.01,
+                io.Float.Input("sigma_t", **_config_input("sigma_t", min=0.01, max=1.0, step=0.01),
                                tooltip="Threshold spread, in luminance (0-1): how far a scanner's threshold may "
                                        "stray from its expected value (lighting, exposure; ARTUP eq. 8). "
                                        "Higher: more contrast."),
-                io.Float.Input("window", default=DEFAULT_WINDOW, min=1.0, max=20.0, step=0.5,
+                io.Float.Input("window", **_config_input("window", min=1.0, max=20.0, step=0.5),
                                tooltip="Side of the local-mean window for the expected threshold, in modules."),
-                io.Float.Input("global_weight", default=DEFAULT_GLOBAL_WEIGHT, min=0.0, max=1.0, step=0.05,
+                io.Float.Input("global_weight", **_config_input("global_weight", step=0.05),
                                tooltip="Share of a fixed mid-grey threshold in the expected threshold (global "
                                        "binarisers, exposure changes). 0 = the paper's local mean only."),
-                io.Int.Input("iterations", default=DEFAULT_ITERATIONS, min=1, max=50,
+                io.Int.Input("iterations", **_config_input("iterations", max=50),
                              tooltip="Threshold re-estimations (ARTUP Algorithm 2; about 10 converge)."),
-                io.Combo.Input("adjust", options=list(ADJUST_MODES), default="blend",
+                io.Combo.Input("adjust", options=list(ADJUST_MODES), default=DEFAULTS.adjust,
                                tooltip="blend: blend each weak module with its colour just enough (keeps the "
                                        "picture's texture; higher SSIM at the same scan rate). probability: the "
                                        "paper's per-pixel probability raise, centre first (black/white dots)."),
-                io.Combo.Input("markers", options=list(MARKER_MODES), default="crisp",
+                io.Combo.Input("markers", options=list(MARKER_MODES), default=DEFAULTS.markers,
                                tooltip="Finder, separator and alignment patterns: crisp black/white, harmonize "
                                        "(Face2QR's clamp with lambda, the picture shows where it already "
                                        "contrasts), or model (like any other module)."),
-                io.Float.Input("lam", default=0.8, min=0.0, max=1.0, step=0.05,
+                io.Float.Input("lam", **_config_input("lam", step=0.05),
                                tooltip="Face2QR's lambda for markers = harmonize: light marker pixels are "
                                        "raised to at least 0.5(1+lambda), dark ones lowered to at most "
                                        "0.5(1-lambda)."),
-                io.Float.Input("quiet_width", default=DEFAULT_QUIET_WIDTH, min=0.0, max=8.0, step=0.5,
+                io.Float.Input("quiet_width", **_config_input("quiet_width", max=8.0, step=0.5),
                                tooltip="Modules of the border around the symbol kept light (by the model); the "
                                        "rest of the border keeps the picture. The standard asks for 4."),
-                io.Float.Input("camera_blur", default=-1.0, min=-1.0, max=1.0, step=0.01,
+                io.Float.Input("camera_blur", default=_node_value(DEFAULTS.camera_blur, AUTO_CAMERA_BLUR),
+                               min=AUTO_CAMERA_BLUR, max=1.0, step=0.01,
                                tooltip="Also keep every module readable on the image blurred by this much (in "
                                        "modules), as a phone camera sees it. -1 = auto (0.3 % of the code's "
                                        "width: 0.14 module at version 5, 0.2 at version 10); 0 = off (the "
                                        "paper's model)."),
-                io.Combo.Input("colour", options=list(COLOUR_MODES), default="paper",
+                io.Combo.Input("colour", options=list(COLOUR_MODES), default=DEFAULTS.colour,
                                tooltip="paper: move each colour towards black or white (ARTUP eq. 18-23). "
                                        "saturated: lighten along the most saturated colour of the same hue "
                                        "first (more colourful light modules)."),
                 io.Boolean.Input("verify_suite", default=True,
                                  tooltip="Also run the simulated-camera suite (about 60 degraded views) and "
                                          "report the scan success rate per decoder; about 1-2 s per image."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1,
+                io.Int.Input("seed", **_config_input("seed", min=0, max=2**31 - 1),
                              tooltip="Tie-break order among modules of equal priority in the reshuffle."),
             ],
             outputs=[
@@ -170,27 +152,22 @@ class AQRArtup(io.ComfyNode):
                 global_weight, iterations, adjust, markers, lam, quiet_width, camera_blur, colour, verify_suite, seed,
                 qr_code=None, text="") -> io.NodeOutput:
         pictures = image_batch_to_numpy(image)
-        common = {"p_min": p_min, "function_p_min": function_p_min, "sigma_s": sigma_s, "sigma_t": sigma_t,
-                  "window": window, "global_weight": global_weight, "iterations": iterations, "adjust": adjust,
-                  "markers": markers, "lam": lam, "quiet_width": quiet_width, "colour": colour, "seed": seed,
-                  "camera_blur": None if camera_blur < 0 else camera_blur}
-        if qr_code is not None:
-            geo = qr_code.geometry
-            if reshuffle:
-                settings = {"text": qr_code.text, "version": qr_code.version,
-                            "ecl": qr_code.ecl if ecl == "from code" else ecl,
-                            "module_px": geo.module_px if geo else (module_px or None),
-                            "border": geo.border if geo else 4, "multiple": 8}
-            else:
-                if ecl not in ("from code", qr_code.ecl):
-                    raise ValueError(f"AQR_ARTUP: ecl {ecl} differs from the connected code's {qr_code.ecl}, "
-                                     f"but reshuffle is off so the code is used as it is; set ecl to 'from code'")
-                settings = {"qr": qr_code, "module_px": module_px or None, **TEXT_MODE_GEOMETRY}
-        elif text:
-            settings = {"text": text, "version": version or None, "ecl": "M" if ecl == "from code" else ecl,
-                        "module_px": module_px or None, **TEXT_MODE_GEOMETRY}
-        else:
-            raise ValueError("AQR_ARTUP: connect a QR_CODE or type the text to encode")
+        source = code_or_text(qr_code, text, "AQR_ARTUP", ecl=ecl, version=version or None,
+                              module_px=module_px or None, border=DEFAULTS.border, multiple=DEFAULTS.multiple)
+        code, message = None, source.text  # reshuffle on: the connected code's text, reshuffled anew
+        if source.qr is not None and not reshuffle:
+            if source.ecl != source.qr.ecl:
+                raise ValueError(f"AQR_ARTUP: ecl {ecl} differs from the connected code's {source.qr.ecl}, "
+                                 f"but reshuffle is off so the code is used as it is; set ecl to 'from code'")
+            code, message = source.qr, None
+        try:
+            config = ArtupConfig(version=source.version, ecl=source.ecl, **source.geometry(), seed=seed,
+                                 p_min=p_min, function_p_min=function_p_min, sigma_s=sigma_s, sigma_t=sigma_t,
+                                 window=window, global_weight=global_weight, iterations=iterations, adjust=adjust,
+                                 markers=markers, lam=lam, quiet_width=quiet_width,
+                                 camera_blur=None if camera_blur < 0 else camera_blur, colour=colour)
+        except QRInputError as err:
+            raise ValueError(f"AQR_ARTUP: {err}") from None
         steps = iterations + 2 + (1 if verify_suite else 0)
         total = steps * len(pictures)
         bar = comfy.utils.ProgressBar(total)
@@ -199,7 +176,7 @@ class AQRArtup(io.ComfyNode):
             base = i * steps
             try:
                 result, attempts = artup_until_scans(
-                    picture, **settings, **common,
+                    picture, message, qr=code, config=config,
                     progress=lambda done, _total, b=base: bar.update_absolute(b + done, total))
             except QRInputError as err:
                 raise ValueError(f"AQR_ARTUP: {err}") from None
@@ -311,15 +288,14 @@ class AQRScanProbability(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, qr_code, sigma_s, sigma_t, window, global_weight) -> io.NodeOutput:
-        if qr_code.geometry is None:
-            raise ValueError("AQR_ScanProbability: the QR code has no pixel geometry; render it first "
-                             "(QR Encode does)")
         pictures = image_batch_to_numpy(image)
         bar = comfy.utils.ProgressBar(len(pictures))
         heat, means, mins = [], [], []
         for i, picture in enumerate(pictures):
             try:
-                fitted = _fit_to_code(picture, qr_code)
+                geometry = require_geometry(qr_code)
+                require_same_aspect(*picture.shape[:2], geometry)
+                fitted = fit(picture, geometry)
             except QRInputError as err:
                 raise ValueError(f"AQR_ScanProbability: {err}") from None
             prob = module_scan_probability_np(fitted, qr_code, sigma_s=sigma_s, sigma_t=sigma_t, window=window,

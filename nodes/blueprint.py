@@ -2,8 +2,8 @@
 
 from comfy_api.latest import io
 
+from ..art.blueprint import halftone_blueprint
 from ..qr import QRInputError
-from ..qr.blueprint import halftone_blueprint
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
 

@@ -8,17 +8,19 @@ import folder_paths
 import numpy as np
 from comfy_api.latest import io, ui
 
-from ..qr import QRInputError
-from ..qr.face import (
+from ..face.detect import (
     DETECTORS,
     PROVIDERS,
     SELECTIONS,
+    FaceModelError,
+)
+from ..face.mask import (
     SHAPES,
     FaceMaskOptions,
-    FaceModelError,
     make_face_mask,
     preview,
 )
+from ..qr import QRInputError
 from .tensors import image_batch_to_numpy, numpy_to_image, numpy_to_mask
 from .types import QRCodeType
 

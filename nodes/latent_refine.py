@@ -1,5 +1,5 @@
 """AQR_LatentRefine (LATENT → LATENT, IMAGE): SR-MPGD / IDSE refinement of a finished latent through the VAE
-decoder until the verifier passes (the loop is `losses.latent_refine`)."""
+decoder until the verifier passes (the loop is `diffusion.latent_refine`)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import torch
 from comfy_api.latest import io
 from PIL import Image
 
-from ..losses.decoder import decoder_for
-from ..losses.guidance import batch_item
-from ..losses.latent_refine import DEFAULTS, METHODS, LatentRefineConfig, idse_start, refine_latent
+from ..diffusion.decoder import decoder_for
+from ..diffusion.guidance import batch_item
+from ..diffusion.latent_refine import DEFAULTS, METHODS, LatentRefineConfig, idse_start, refine_latent
 from ..losses.srl import VARIANTS as SRL_VARIANTS
 from ..losses.srl import srl_variant as srl_config
-from ..qr.render import to_uint8
+from ..qr.pixels import to_uint8
 from .guidance import SRL_VARIANT_TOOLTIP
 from .perceptual import VGG_FOLDER, vgg_choices, vgg_for_node
 from .tensors import image_batch_to_numpy, numpy_to_image

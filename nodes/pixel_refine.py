@@ -5,9 +5,9 @@ import comfy.utils
 import numpy as np
 from comfy_api.latest import io
 
-from ..losses.pixel_refine import PixelRefineConfig, pixel_refine
-from ..qr.render import to_uint8
-from ..qr.report import verify_image
+from ..art.pixel_refine import PixelRefineConfig, pixel_refine
+from ..qr.pixels import to_uint8
+from ..scan.report import verify_image
 from .perceptual import VGG_FOLDER, vgg_choices, vgg_for_node
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType

@@ -5,13 +5,14 @@ import json
 import comfy.utils
 from comfy_api.latest import io
 
+from ..art.follow import PRIORITY_MODES, follow_picture
 from ..qr import QRInputError
-from ..qr.follow import PRIORITY_MODES, follow_picture
 from ..qr.render import STYLES, module_image, render
+from .inputs import code_or_text
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
 
-TEXT_MODE_GEOMETRY = {"module_px": 16, "border": 4, "multiple": 8}
+TEXT_MODE_GEOMETRY = {"module_px": 16, "border": 4, "multiple": 8}  # also for a connected code without geometry
 
 
 class AQRReshuffle(io.ComfyNode):
@@ -83,17 +84,10 @@ class AQRReshuffle(io.ComfyNode):
     def execute(cls, image, ecl, mask_search, extra_versions, priority, dither, url_fragment, seed, style,
                 qr_code=None, text="", priority_map=None, fixed_mask=None, dont_care_mask=None) -> io.NodeOutput:
         picture = image_batch_to_numpy(image)[0]
-        if qr_code is not None:
-            geo = qr_code.geometry
-            settings = {"text": qr_code.text, "version": qr_code.version,
-                        "ecl": qr_code.ecl if ecl == "from code" else ecl,
-                        "mask": None if mask_search else qr_code.mask, "module_px": geo.module_px if geo else 16,
-                        "border": geo.border if geo else 4, "multiple": 8}
-        elif text:
-            settings = {"text": text, "version": None, "ecl": "M" if ecl == "from code" else ecl,
-                        "mask": None if mask_search else 0, **TEXT_MODE_GEOMETRY}
-        else:
-            raise ValueError("AQR_Reshuffle: connect a QR_CODE or type the text to encode")
+        source = code_or_text(qr_code, text, "AQR_Reshuffle", ecl=ecl, **TEXT_MODE_GEOMETRY)
+        kept_mask = source.qr.mask if source.qr is not None else 0
+        settings = {"text": source.text, "version": source.version, "ecl": source.ecl,
+                    "mask": None if mask_search else kept_mask, **source.geometry()}
         if priority == "map":
             if priority_map is None:
                 raise ValueError("AQR_Reshuffle: priority is 'map' but no priority_map mask is connected")

@@ -3,7 +3,7 @@ per-module error heatmap and show the report."""
 
 from comfy_api.latest import io, ui
 
-from ..qr.report import verify_image
+from ..scan.report import VERDICT_KEY, verify_image
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
 
@@ -72,4 +72,5 @@ class AQRVerify(io.ComfyNode):
             raise RuntimeError(f"AQR_Verify: the code does not scan reliably\n{text}")
         heat = numpy_to_image(heatmaps)
         preview = ui.PreviewImage(heat, cls=cls).as_dict()
-        return io.NodeOutput(passed, text, heat, ui={**preview, "text": (text,)})
+        verdict = {"pass": passed, "images": [r.verdict() for r in reports]}
+        return io.NodeOutput(passed, text, heat, ui={**preview, "text": (text,), VERDICT_KEY: (verdict,)})

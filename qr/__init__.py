@@ -1,4 +1,5 @@
-"""Layout-aware QR Model 2 encoder, rendering and scan verification (plain numpy; no ComfyUI import)."""
+"""The QR symbol: tables, GF(256), segments, layout, the encoder and its `QRCode`, rendering, reshuffling, and the
+one module that maps pictures to modules (`pixels`). numpy only; no torch, no ComfyUI."""
 
 from .code import Geometry, QRCode, encode
 from .errors import QRInputError

@@ -83,7 +83,3 @@ def render(qr: QRCode, module_px: int = 10, border: int = 4, style: str = "plain
         img = np.where(show, light[rr, cc], np.where(inside, background, 1.0)).astype(np.float32)
     return np.repeat(img[:, :, None], 3, axis=2), geo
 
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """A float image in [0, 1] as 8-bit, rounded (for PNG files and previews)."""
-    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from aesthetic_qr.headless import fetch_object_info
 from aesthetic_qr.qr import encode
 from aesthetic_qr.qr.render import render
-from aesthetic_qr.workflow import api_to_ui, recorded_definitions, ui_to_api, validate
+from aesthetic_qr.tools.headless import fetch_object_info
+from aesthetic_qr.tools.workflow import api_to_ui, recorded_definitions, ui_to_api, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDED = ROOT / "tests" / "fixtures" / "third_party_object_info.json"

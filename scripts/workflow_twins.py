@@ -1,6 +1,6 @@
 """Write the API twin ``workflows/api/NAME.json`` of every UI workflow in ``workflows/`` and print its validation.
 
-The twin is the conversion (``aesthetic_qr.workflow.ui_to_api``) against a real ComfyUI's ``/object_info``, with
+The twin is the conversion (``aesthetic_qr.tools.workflow.ui_to_api``) against a real ComfyUI's ``/object_info``, with
 third-party node types taken from ``tests/fixtures/third_party_object_info.json``. Run it after editing a workflow
 in ComfyUI and saving it over ``workflows/NAME.json``; ``tests/test_workflows.py`` fails while a twin is stale.
 
@@ -17,8 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-from aesthetic_qr.headless import fetch_object_info
-from aesthetic_qr.workflow import load_json, recorded_definitions, ui_to_api, validate
+from aesthetic_qr.tools.headless import fetch_object_info
+from aesthetic_qr.tools.workflow import load_json, recorded_definitions, ui_to_api, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDED = ROOT / "tests" / "fixtures" / "third_party_object_info.json"

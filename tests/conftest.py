@@ -28,7 +28,7 @@ _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
-import comfyui_harness  # noqa: E402
+from aesthetic_qr.tools import headless  # noqa: E402
 
 
 def pytest_configure(config):
@@ -41,11 +41,11 @@ def _require_comfyui() -> bool:
 
 @pytest.fixture(scope="session")
 def comfyui():
-    """A running ComfyUI (CPU) with this pack loaded in place; yields a `comfyui_harness.ComfyUIServer`
+    """A running ComfyUI (CPU) with this pack loaded in place; yields a `headless.ComfyUIServer`
     (`.client` talks to it). Set AQR_KEEP_COMFYUI_LOG=1 to keep its work dir and log."""
     try:
-        found, why = comfyui_harness.find_comfyui(), ""
-    except comfyui_harness.ComfyUINotFound as exc:  # COMFYUI_PATH set but wrong
+        found, why = headless.find_comfyui(), ""
+    except headless.ComfyUINotFound as exc:  # COMFYUI_PATH set but wrong
         found, why = None, str(exc)
     if found is None:
         why = why or ("ComfyUI not found: set COMFYUI_PATH to a ComfyUI checkout or "
@@ -61,17 +61,17 @@ def comfyui():
         server.cleanup()
 
 
-def _start_server(**kwargs) -> comfyui_harness.ComfyUIServer:
+def _start_server(**kwargs) -> headless.ComfyUIServer:
     """Start one test server (`kwargs` go to ComfyUIServer, e.g. extra_args); a failed start fails the test with
     the tail of ComfyUI's log."""
     keep = os.environ.get("AQR_KEEP_COMFYUI_LOG", "").strip() not in ("", "0")
     # One torch thread unless told otherwise: on a shared 2-core machine torch's OpenMP threads spin-wait for a
     # busy core, and pixel refinement ran 8x slower (76 s against 9.9 s for the same 100 steps).
     threads = {} if "OMP_NUM_THREADS" in os.environ else {"OMP_NUM_THREADS": "1"}
-    server = comfyui_harness.ComfyUIServer(keep_workdir=keep, env=threads, **kwargs)
+    server = headless.ComfyUIServer(keep_workdir=keep, env=threads, **kwargs)
     try:
         server.start()
-    except comfyui_harness.ComfyUIStartError as exc:
+    except headless.ComfyUIStartError as exc:
         server.cleanup()
         pytest.fail(str(exc), pytrace=False)
     print(f"\n[comfyui] up at {server.base_url} in {server.startup_seconds:.1f} s (log {server.log_path})")
@@ -84,7 +84,7 @@ def start_comfyui(comfyui):
     they are stopped after the module. Needs ComfyUI as `comfyui` does."""
     servers = []
 
-    def start(**kwargs) -> comfyui_harness.ComfyUIServer:
+    def start(**kwargs) -> headless.ComfyUIServer:
         servers.append(_start_server(**kwargs))
         return servers[-1]
 

@@ -1,6 +1,9 @@
 """ARTUP: the scanning-probability model (metric and loss), Face2QR marker harmonisation, and the whole pipeline on
 real photographs — decoded by real decoders and the simulated-camera suite."""
 
+import dataclasses
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
 import pytest
@@ -8,22 +11,23 @@ import torch
 from skimage import data
 from skimage.metrics import structural_similarity
 
+from aesthetic_qr.art import artup as artup_module
+from aesthetic_qr.art.artup import ArtupConfig, artup, artup_until_scans
+from aesthetic_qr.art.colour import match_luminance
+from aesthetic_qr.art.markers import harmonize_markers, marker_modules, marker_pixels
 from aesthetic_qr.losses.scan_probability import (
     local_mean,
     luminance_for_probability,
     module_scan_probability,
     module_scan_probability_np,
-    scan_probability_loss,
     threshold_probability,
 )
 from aesthetic_qr.qr import QRInputError, encode
-from aesthetic_qr.qr.analysis import analyze, function_kinds
-from aesthetic_qr.qr.artup import artup, match_luminance
-from aesthetic_qr.qr.blueprint import LUMA, fit_to_geometry, luminance
-from aesthetic_qr.qr.decoders import decode
-from aesthetic_qr.qr.markers import harmonize_markers, marker_modules, marker_pixels
+from aesthetic_qr.qr.pixels import LUMA, fit, luminance
 from aesthetic_qr.qr.render import render
-from aesthetic_qr.qr.report import verify_image
+from aesthetic_qr.scan.analysis import analyze, function_kinds
+from aesthetic_qr.scan.decoders import decode
+from aesthetic_qr.scan.report import verify_image
 
 TEXT = "https://example.com/astronaut"
 
@@ -45,7 +49,8 @@ def artup_runs():
     """ARTUP on astronaut and coffee (v5-M, defaults), each with its full verification."""
     out = {}
     for name, pic in (("astronaut", data.astronaut()), ("coffee", data.coffee())):
-        result = artup(pic.astype(np.float32) / 255.0, f"https://example.com/{name}", version=5, ecl="M")
+        result = artup(pic.astype(np.float32) / 255.0, f"https://example.com/{name}",
+                       config=ArtupConfig(version=5, ecl="M"))
         out[name] = (result, verify_image(result.image, result.qr.text, result.qr, suite=True))
     return out
 
@@ -107,18 +112,23 @@ def test_model_is_batched_and_accepts_channels_last(clean):
         module_scan_probability(t[:, :, :-8], qr)
 
 
-def test_loss_gradient_is_finite_and_adam_raises_the_probability(clean):
+def hinge(image: torch.Tensor, qr, p_min: float = 0.95) -> torch.Tensor:
+    """ARTUP's constraint P ≥ p_min as a loss: the mean over modules of relu(p_min − P)."""
+    return torch.relu(p_min - module_scan_probability(image, qr)).mean()
+
+
+def test_model_gradient_is_finite_and_adam_raises_the_probability(clean):
     qr, image = clean
     faint = torch.from_numpy(0.45 + 0.1 * image).permute(2, 0, 1)[None].contiguous()
     x = faint.clone().requires_grad_(True)
-    loss = scan_probability_loss(x, qr, p_min=0.95)
+    loss = hinge(x, qr)
     loss.backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     before = float(module_scan_probability(faint, qr).mean())
     opt = torch.optim.Adam([x], lr=0.02)
     for _ in range(15):
         opt.zero_grad()
-        scan_probability_loss(x.clamp(0, 1), qr, p_min=0.95).backward()
+        hinge(x.clamp(0, 1), qr).backward()
         opt.step()
     with torch.no_grad():
         after = float(module_scan_probability(x.clamp(0, 1), qr).mean())
@@ -130,7 +140,7 @@ def test_loss_gradient_is_finite_and_adam_raises_the_probability(clean):
 @pytest.fixture(scope="module")
 def picture_code(astronaut, clean):
     qr, _ = clean
-    return qr, fit_to_geometry(astronaut, qr.geometry)
+    return qr, fit(astronaut, qr.geometry)
 
 
 def test_harmonisation_only_touches_markers_and_makes_finders_read(picture_code):
@@ -245,18 +255,112 @@ def test_artup_moves_pixels_only_towards_their_module_colour_and_keeps_hue(artup
 
 
 def test_artup_paper_mode_and_a_given_code(astronaut):
-    first = artup(astronaut, "paper mode", version=4, ecl="Q", adjust="probability", markers="harmonize",
-                  quiet_width=None, iterations=4)
+    paper = ArtupConfig(adjust="probability", markers="harmonize", quiet_width=None, iterations=4)
+    first = artup(astronaut, "paper mode", config=dataclasses.replace(paper, version=4, ecl="Q"))
     assert first.min_p >= first.params["p_min"] - 0.01
-    again = artup(astronaut, qr=first.qr, adjust="probability", iterations=4, markers="harmonize", quiet_width=None)
+    again = artup(astronaut, qr=first.qr, config=paper)
     assert again.qr is first.qr and again.follow is None
     assert np.allclose(again.image, first.image, atol=1e-5)
     res = decode(again.image, ("zxing", "wechat"), expected="paper mode")
     assert all(r.match for r in res.values()), res
     seen = []
-    artup(astronaut, "progress", version=2, iterations=3, progress=lambda d, t: seen.append((d, t)))
+    artup(astronaut, "progress", config=ArtupConfig(version=2, iterations=3), progress=lambda d, t: seen.append((d, t)))
     assert seen[-1] == (5, 5) and [d for d, _ in seen] == sorted(d for d, _ in seen)
-    with pytest.raises(QRInputError):
-        artup(astronaut, "x", adjust="magic")
+    with pytest.raises(QRInputError, match="adjust"):
+        artup(astronaut, "x", config=ArtupConfig(adjust="magic"))
     with pytest.raises(QRInputError):
         artup(astronaut)
+    with pytest.raises(QRInputError, match="ArtupConfig"):
+        artup(astronaut, "x", config={"p_min": 0.9})
+
+
+# ---------------------------------------------------------------------------------------------------- the config
+
+FLOAT_FIELDS = [f.name for f in dataclasses.fields(ArtupConfig) if "float" in str(f.type)]
+
+
+def test_config_float_fields_are_the_expected_ones():
+    assert {"p_min", "function_p_min", "sigma_s", "sigma_t", "window", "global_weight", "beta_sigma", "lam",
+            "quiet_width", "camera_blur"} <= set(FLOAT_FIELDS)
+
+
+@pytest.mark.parametrize("name", FLOAT_FIELDS)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_config_rejects_non_finite_floats_by_name(name, bad):
+    with pytest.raises(QRInputError, match=rf"^{name} ") as err:
+        ArtupConfig(**{name: bad})
+    assert "\n" not in str(err.value)
+    if name == "p_min":  # a per-module p_min too
+        with pytest.raises(QRInputError, match=r"^p_min "):
+            ArtupConfig(p_min=np.array([[0.9, bad], [0.9, 0.9]]))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"p_min": 1.5}, "p_min must be in [0, 1], got 1.5"),
+    ({"function_p_min": -0.1}, "function_p_min must be in [0, 1], got -0.1"),
+    ({"sigma_t": 0.0}, "sigma_t must be > 0 (the threshold's spread in luminance), got 0.0"),
+    ({"sigma_s": -1.0}, "sigma_s must be ≥ 0 (module units; 0 samples the centre only), got -1.0"),
+    ({"window": 0.0}, "window must be > 0 modules, got 0.0"),
+    ({"global_weight": 2.0}, "global_weight must be in [0, 1], got 2.0"),
+    ({"camera_blur": -0.5}, "camera_blur must be ≥ 0 modules (or None for auto), got -0.5"),
+    ({"quiet_width": -1.0}, "quiet_width must be ≥ 0 modules (or None for the whole border), got -1.0"),
+    ({"iterations": 0}, "iterations must be ≥ 1, got 0"),
+    ({"colour": "sepia"}, "colour 'sepia' is not one of paper, saturated"),
+    ({"markers": "round"}, "markers 'round' is not one of crisp, harmonize, model"),
+    ({"quiet_zone": "grey"}, "quiet_zone 'grey' is not one of model, white, picture"),
+    ({"lam": 1.5}, "λ must be in [0, 1]"),
+    ({"p_min": np.full((3, 3), 1.2)}, "p_min must be in [0, 1], got an array from 1.2"),
+])
+def test_config_validation_messages(kwargs, message):
+    with pytest.raises(QRInputError) as err:
+        ArtupConfig(**kwargs)
+    assert str(err.value).startswith(message), str(err.value)
+    with pytest.raises(QRInputError):  # replace validates too
+        dataclasses.replace(ArtupConfig(), **kwargs)
+
+
+def test_config_is_frozen_and_params_come_from_it():
+    config = ArtupConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.p_min = 0.5
+    params = ArtupConfig(p_min=np.full((21, 21), 0.9), priority=np.zeros((8, 8))).to_dict()
+    assert set(params) == {f.name for f in dataclasses.fields(ArtupConfig)}
+    assert params["p_min"] == pytest.approx(0.9) and params["priority"] == "map"
+    assert config.to_dict() == {**dataclasses.asdict(config)}
+
+
+def test_retry_raises_p_min_and_keeps_the_code(astronaut, monkeypatch):
+    """The first attempt does not decode: the retry runs with replace(config, p_min=0.9) on the first attempt's
+    code, so the reshuffle runs once."""
+    calls, follows, decodes = [], [], []
+    real_artup, real_follow = artup_module.artup, artup_module.follow_picture
+
+    def spy_artup(picture, text=None, *, qr=None, config, progress=None):
+        result = real_artup(picture, text, qr=qr, config=config, progress=progress)
+        calls.append({"text": text, "qr": qr, "config": config, "result": result})
+        return result
+
+    def spy_follow(*args, **kwargs):
+        follows.append(kwargs)
+        return real_follow(*args, **kwargs)
+
+    def fake_decode(image, decoders, expected=None):
+        decodes.append(image)
+        return {name: SimpleNamespace(match=len(decodes) > 1) for name in decoders}
+
+    monkeypatch.setattr(artup_module, "artup", spy_artup)
+    monkeypatch.setattr(artup_module, "follow_picture", spy_follow)
+    monkeypatch.setattr("aesthetic_qr.scan.decoders.decode", fake_decode)
+    monkeypatch.setattr("aesthetic_qr.scan.camera.run_suite",
+                        lambda image, payload, decoders, **kw: SimpleNamespace(ssr={d: 1.0 for d in decoders}))
+    config = ArtupConfig(version=2, ecl="L", iterations=2, seed=3)
+    result, attempts = artup_until_scans(astronaut, "retry", config=config)
+    assert [a["p_min"] for a in attempts] == [0.85, 0.9]
+    assert [a["clean_decode"] for a in attempts] == [False, True]
+    assert len(follows) == 1 and follows[0]["seed"] == 3 and follows[0]["ecl"] == "L"
+    first, second = calls
+    assert first["text"] == "retry" and first["qr"] is None and first["config"] is config
+    assert second["text"] is None and second["qr"] is first["result"].qr
+    assert second["config"] == dataclasses.replace(config, p_min=0.9)
+    assert result is second["result"] and result.qr is first["result"].qr and result.follow is None
+    assert result.params["p_min"] == 0.9 and result.config.p_min == 0.9

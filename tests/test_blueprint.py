@@ -1,4 +1,4 @@
-"""qr.blueprint on a real photograph: fitting, module luminance, binarisation, priorities and the adaptive
+"""art.blueprint on a real photograph: fitting, module luminance, binarisation, priorities and the adaptive
 halftone blueprint (its invariants, and that zxing-cpp still reads it)."""
 
 import cv2
@@ -7,20 +7,18 @@ import pytest
 import zxingcpp
 from skimage import data
 
-from aesthetic_qr.qr import QRInputError, encode
-from aesthetic_qr.qr.blueprint import (
-    LUMA,
+from aesthetic_qr.art.blueprint import (
     binarize_modules,
     code_layers,
     core_size,
-    fit_to_geometry,
     halftone_blueprint,
-    luminance,
     module_luminance,
     module_priority,
     otsu_threshold,
     polarise,
 )
+from aesthetic_qr.qr import QRInputError, encode
+from aesthetic_qr.qr.pixels import LUMA, fit, luminance
 from aesthetic_qr.qr.render import make_geometry, render
 
 MODULE_PX = 12
@@ -62,22 +60,22 @@ def test_fit_cover_crops_centre_and_keeps_aspect():
     wide[:, :100, 0] = 1.0                               # red | green | blue thirds
     wide[:, 100:200, 1] = 1.0
     wide[:, 200:, 2] = 1.0
-    out = fit_to_geometry(wide, geo)
+    out = fit(wide, geo)
     assert out.shape == (116, 116, 3) and out.dtype == np.float32
     np.testing.assert_allclose(out[:, 2:-2], np.broadcast_to([0, 1, 0], (116, 112, 3)), atol=1e-5)
     tall = np.ascontiguousarray(wide.transpose(1, 0, 2))
-    np.testing.assert_allclose(fit_to_geometry(tall, geo)[2:-2], np.broadcast_to([0, 1, 0], (112, 116, 3)), atol=1e-5)
+    np.testing.assert_allclose(fit(tall, geo)[2:-2], np.broadcast_to([0, 1, 0], (112, 116, 3)), atol=1e-5)
 
 
 def test_fit_accepts_any_size_uint8_and_masks(qr, astronaut):
     geo = qr.geometry
     for shape in [(37, 53), (512, 512), (900, 301), (540, 540)]:
         pic = cv2.resize(astronaut, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
-        assert fit_to_geometry(pic, geo).shape == (540, 540, 3)
-        assert fit_to_geometry(pic[:, :, 0], geo).shape == (540, 540)
-    assert fit_to_geometry((astronaut * 255).astype(np.uint8), geo).max() <= 1.0
+        assert fit(pic, geo).shape == (540, 540, 3)
+        assert fit(pic[:, :, 0], geo).shape == (540, 540)
+    assert fit((astronaut * 255).astype(np.uint8), geo).max() <= 1.0
     same = cv2.resize(astronaut, (540, 540))
-    np.testing.assert_array_equal(fit_to_geometry(same, geo), np.clip(same, 0, 1))
+    np.testing.assert_array_equal(fit(same, geo), np.clip(same, 0, 1))
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -209,7 +207,7 @@ def test_halftone_keep_mask(astronaut, qr):
     geo_keep = np.zeros((540, 540), bool)
     geo_keep[110:230, 200:330] = True                  # the face, in the geometry's frame
     out = halftone_blueprint(astronaut, qr, keep_mask=geo_keep)
-    fitted = fit_to_geometry(astronaut, qr.geometry)
+    fitted = fit(astronaut, qr.geometry)
     inside, in_core, function, _ = code_layers(qr, 1 / 3)
     untouched = geo_keep & inside & ~function
     assert untouched.sum() > 10000
@@ -224,7 +222,7 @@ def test_halftone_keep_mask(astronaut, qr):
     pic_keep = np.zeros((512, 512), np.float32)
     pic_keep[100:220, 190:310] = 1.0
     out2 = halftone_blueprint(astronaut, qr, keep_mask=pic_keep)
-    fitted_keep = fit_to_geometry(pic_keep, qr.geometry)
+    fitted_keep = fit(pic_keep, qr.geometry)
     solid = (fitted_keep > 1 - 1e-6) & inside & ~function
     assert solid.sum() > 10000
     np.testing.assert_allclose(out2[solid], fitted[solid], atol=1e-5)

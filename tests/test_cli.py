@@ -7,11 +7,11 @@ import sys
 import numpy as np
 from PIL import Image
 
-from aesthetic_qr.qr.decoders import decode
+from aesthetic_qr.scan.decoders import decode
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "aesthetic_qr.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "aesthetic_qr.tools.cli", *args], capture_output=True, text=True,
                           timeout=120)
 
 

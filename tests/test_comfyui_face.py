@@ -10,9 +10,10 @@ import uuid
 import antelopev2_standin
 import numpy as np
 import pytest
-from comfyui_harness import ExecutionError, with_defaults
 from PIL import Image
 from skimage import data
+
+from aesthetic_qr.tools.headless import ExecutionError, with_defaults
 
 pytestmark = pytest.mark.comfyui
 

@@ -13,12 +13,12 @@ import uuid
 import numpy as np
 import pytest
 import torch
-from comfyui_harness import with_defaults
 from PIL import Image
 
 from aesthetic_qr.losses.srl import srl
 from aesthetic_qr.qr import encode
 from aesthetic_qr.qr.render import render
+from aesthetic_qr.tools.headless import with_defaults
 
 pytestmark = pytest.mark.comfyui
 

@@ -2,13 +2,16 @@
 through the HTTP/websocket API. The server comes from the session fixture `comfyui` (tests/conftest.py)."""
 
 import io
+import json
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
 import zxingcpp
-from comfyui_harness import ExecutionError, PromptError, input_spec_options, with_defaults
 from PIL import Image
+
+from aesthetic_qr.tools.headless import ExecutionError, PromptError, input_spec_options, with_defaults
 
 pytestmark = pytest.mark.comfyui
 
@@ -42,6 +45,43 @@ def encode_verify_prompt(text: str, prefix: str, **encode_inputs) -> dict:
 def test_pack_imports(comfyui):
     assert not comfyui.pack_import_failed, f"ComfyUI could not import the pack:\n{comfyui.pack_import_error}"
     assert comfyui.pack_loaded, f"pack not in ComfyUI's import list; log tail:\n{comfyui.log_tail()}"
+
+
+RECORDED = Path(__file__).resolve().parent / "fixtures" / "aqr_object_info.json"
+
+
+def _input_contract(spec) -> dict:
+    """What a workflow relies on for one input: its type, default, range and choices (not its tooltip)."""
+    kind, options = spec[0], input_spec_options(spec)
+    return {"type": kind, **{k: options.get(k) for k in ("default", "min", "max", "options") if k in options}}
+
+
+def test_nodes_keep_their_recorded_interface(object_info):
+    """Every node, input and output recorded before the layout change (tests/fixtures/aqr_object_info.json) is
+    still there with the same type, default, range and choices: workflows saved against it keep loading. New
+    nodes and new optional inputs are allowed."""
+    recorded = json.loads(RECORDED.read_text())
+    problems = []
+    for name, before in sorted(recorded.items()):
+        now = object_info.get(name)
+        if now is None:
+            problems.append(f"{name}: missing")
+            continue
+        for key in ("category", "output", "output_name", "output_node"):
+            if now.get(key) != before.get(key):
+                problems.append(f"{name}.{key}: {before.get(key)!r} → {now.get(key)!r}")
+        for section in ("required", "optional"):
+            then, current = before["input"].get(section) or {}, now["input"].get(section) or {}
+            for input_name, spec in then.items():
+                if input_name not in current:
+                    problems.append(f"{name}.{input_name} ({section}): missing")
+                elif _input_contract(current[input_name]) != _input_contract(spec):
+                    problems.append(f"{name}.{input_name}: {_input_contract(spec)} → "
+                                    f"{_input_contract(current[input_name])}")
+        added = set(now["input"].get("required") or {}) - set(before["input"].get("required") or {})
+        if added:
+            problems.append(f"{name}: new required inputs {sorted(added)} break saved workflows")
+    assert not problems, "\n".join(problems)
 
 
 def test_object_info_contract(object_info):

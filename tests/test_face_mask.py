@@ -1,4 +1,4 @@
-"""Face masks (qr/face.py): the Haar fallback on a real photograph, the pixel and module masks over a v5 code,
+"""Face detection and masks (face/): the Haar fallback on a real photograph, the pixel and module masks over a v5 code,
 grow/feather/margins/selection, no-face handling, the insightface seam with stand-in Face objects, the antelopev2
 folder checks, and insightface itself when it (and the models) are installed."""
 
@@ -15,27 +15,30 @@ import numpy as np
 import pytest
 from skimage import data
 
-from aesthetic_qr.qr import QRInputError, encode
-from aesthetic_qr.qr import face as qface
-from aesthetic_qr.qr.blueprint import module_coverage
-from aesthetic_qr.qr.face import (
+from aesthetic_qr.face import detect as qdetect
+from aesthetic_qr.face import mask as qface
+from aesthetic_qr.face.detect import (
     ANTELOPEV2_FILES,
     FaceDetection,
-    FaceMaskOptions,
     FaceModelError,
     NoFaceError,
     antelopev2_dir,
     detect_haar,
     detect_insightface,
     detections_from_insightface,
-    face_mask,
     find_antelopev2,
     find_faces,
+    select_faces,
+)
+from aesthetic_qr.face.mask import (
+    FaceMaskOptions,
+    face_mask,
     make_face_mask,
     module_mask_image,
     preview,
-    select_faces,
 )
+from aesthetic_qr.qr import QRInputError, encode
+from aesthetic_qr.qr.pixels import module_coverage
 from aesthetic_qr.qr.render import make_geometry, module_image
 
 # The astronaut's face in scikit-image's 512×512 picture, read off the picture: hairline/bangs ≈ y 75, chin ≈ 172,
@@ -445,9 +448,9 @@ def test_insightface_not_installed_is_a_clear_error(tmp_path, monkeypatch):
     fill(antelopev2_dir(tmp_path), ANTELOPEV2_FILES)
     monkeypatch.setitem(sys.modules, "insightface", None)      # import insightface → ImportError
     monkeypatch.setitem(sys.modules, "insightface.app", None)
-    qface.load_face_analysis.cache_clear()
+    qdetect.load_face_analysis.cache_clear()
     with pytest.raises(FaceModelError, match="--no-deps insightface") as info:
-        qface.load_face_analysis(str(antelopev2_dir(tmp_path)))
+        qdetect.load_face_analysis(str(antelopev2_dir(tmp_path)))
     assert info.value.reason == "insightface is not installed"
     _, ran, notice = find_faces(np.zeros((64, 64, 3), np.uint8), "auto", insightface_roots=[tmp_path])
     assert ran == "opencv_haar" and notice.endswith("(fallback: insightface is not installed)")
@@ -463,7 +466,7 @@ def test_unloadable_model_files_are_a_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "insightface", SimpleNamespace())
     monkeypatch.setitem(sys.modules, "insightface.app", SimpleNamespace(FaceAnalysis=Refusing))
-    qface.load_face_analysis.cache_clear()
+    qdetect.load_face_analysis.cache_clear()
     with pytest.raises(FaceModelError, match="could not load the antelopev2 files in .*AssertionError"):
         find_faces(np.zeros((64, 64, 3), np.uint8), "insightface", insightface_roots=[tmp_path])
     _, ran, notice = find_faces(np.zeros((64, 64, 3), np.uint8), "auto", insightface_roots=[tmp_path])
@@ -503,10 +506,10 @@ def test_insightface_loader_on_stand_in_models(tmp_path, astronaut):
         pytest.skip("insightface and onnx are not installed (optional extra: see README, Face masks)")
     folder = antelopev2_standin.write(antelopev2_dir(tmp_path))
 
-    qface.load_face_analysis.cache_clear()
+    qdetect.load_face_analysis.cache_clear()
     result = make_face_mask(astronaut, detector="insightface", insightface_roots=[tmp_path],
                             options=FaceMaskOptions(shape="hull"))
-    qface.load_face_analysis.cache_clear()
+    qdetect.load_face_analysis.cache_clear()
     assert result.detector == "insightface" and str(folder) in result.notes[0]
     (face,) = result.used
     np.testing.assert_allclose(face.box, antelopev2_standin.FACE_IN_512, atol=0.5)
@@ -524,9 +527,9 @@ def test_instantid_style_face_analysis_input(tmp_path, astronaut):
     antelopev2_standin.write(antelopev2_dir(tmp_path))
     app = FaceAnalysis(name="antelopev2", root=str(tmp_path), providers=["CPUExecutionProvider"])
     app.prepare(ctx_id=0, det_size=(640, 640))
-    qface.load_face_analysis.cache_clear()
+    qdetect.load_face_analysis.cache_clear()
     result = make_face_mask(astronaut, detector="auto", face_analysis=app, qr=code_over())
-    assert qface.load_face_analysis.cache_info().currsize == 0  # our own loader never ran
+    assert qdetect.load_face_analysis.cache_info().currsize == 0  # our own loader never ran
     assert result.detector == "insightface"
     (face,) = result.used
     np.testing.assert_allclose(face.box, antelopev2_standin.FACE_IN_512, atol=0.5)

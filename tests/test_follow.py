@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from skimage import data
 
+from aesthetic_qr.art.blueprint import binarize_modules, module_luminance
+from aesthetic_qr.art.follow import follow_picture
 from aesthetic_qr.qr import QRInputError, encode
-from aesthetic_qr.qr.blueprint import binarize_modules, module_luminance
-from aesthetic_qr.qr.decoders import decode
-from aesthetic_qr.qr.follow import follow_picture
 from aesthetic_qr.qr.render import make_geometry, render
+from aesthetic_qr.scan.decoders import decode
 
 PICTURE = data.astronaut().astype(np.float32) / 255
 TEXT = "https://example.com/astronaut"

@@ -6,17 +6,17 @@ import pytest
 import torch
 from torch import nn
 
-from aesthetic_qr.losses.decoder import DifferentiableDecoder, decoder_for, resolve_precision
-from aesthetic_qr.losses.frozen import grad_mode, plain_copy, plain_parameters, reachable_modules
-from aesthetic_qr.losses.guidance import (
+from aesthetic_qr.diffusion.decoder import DifferentiableDecoder, decoder_for, resolve_precision
+from aesthetic_qr.diffusion.frozen import grad_mode, plain_copy, plain_parameters, reachable_modules
+from aesthetic_qr.diffusion.guidance import (
     GuidanceConfig,
     ScanObjective,
     clamp_straight_through,
-    fit_image,
     stack_gradients,
     step_scale,
     x0_gradients,
 )
+from aesthetic_qr.losses.grid import fit_tensor
 from aesthetic_qr.losses.srl import SRLConfig, srl
 from aesthetic_qr.qr import encode
 from aesthetic_qr.qr.render import render
@@ -121,12 +121,12 @@ def test_step_scales_follow_the_srpg_derivation():
         step_scale(sigma, "eps")
 
 
-def test_fit_image_resamples_uniform_scales_and_rejects_other_aspects():
+def test_fit_tensor_resamples_uniform_scales_and_rejects_other_aspects():
     img = torch.rand(1, 3, 64, 64)
-    assert fit_image(img, (48, 48)).shape == (1, 3, 48, 48)
-    assert fit_image(img, (64, 64)) is img
+    assert fit_tensor(img, (48, 48)).shape == (1, 3, 48, 48)
+    assert fit_tensor(img, (64, 64)) is img
     with pytest.raises(ValueError, match="aspect"):
-        fit_image(torch.rand(1, 3, 64, 96), (48, 48))
+        fit_tensor(torch.rand(1, 3, 64, 96), (48, 48))
 
 
 def test_clamp_straight_through_shows_clamped_values_and_passes_gradients():
@@ -157,7 +157,7 @@ def test_x0_gradient_matches_finite_differences(code):
     assert grad.dtype == torch.float64 and torch.isfinite(grad).all() and grad.abs().sum() > 0
 
     def loss(z):
-        img = clamp_straight_through(fit_image(PixelDecoder()(z), objective.size))
+        img = clamp_straight_through(fit_tensor(PixelDecoder()(z), objective.size))
         return float(objective(img)[0])
 
     direction = torch.randn(x0.shape, generator=gen, dtype=torch.float64)

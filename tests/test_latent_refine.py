@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from aesthetic_qr.losses.latent_refine import LatentRefineConfig, idse_start, refine_latent
+from aesthetic_qr.diffusion.latent_refine import LatentRefineConfig, idse_start, refine_latent
 from aesthetic_qr.qr import encode
-from aesthetic_qr.qr.analysis import analyze
 from aesthetic_qr.qr.render import render
+from aesthetic_qr.scan.analysis import analyze
 
 BLOCK = 4
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 from skimage import data
 
-from aesthetic_qr.losses.pixel_refine import PixelRefineConfig, pixel_refine
-from aesthetic_qr.qr.blueprint import fit_to_geometry, luminance
-from aesthetic_qr.qr.follow import follow_picture
-from aesthetic_qr.qr.report import verify_image
+from aesthetic_qr.art.follow import follow_picture
+from aesthetic_qr.art.pixel_refine import PixelRefineConfig, pixel_refine
+from aesthetic_qr.qr.pixels import fit, luminance
+from aesthetic_qr.scan.report import verify_image
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -23,7 +23,7 @@ def test_refined_picture_scans_and_stays_close():
     assert all(r.match for r in report.decoders.values()), report.to_text()
     assert report.passed, report.to_text()
 
-    fitted = fit_to_geometry(picture, code.geometry)
+    fitted = fit(picture, code.geometry)
     geo, side = code.geometry, code.size * code.geometry.module_px
     x0, y0 = geo.origin
     inside = (slice(y0, y0 + side), slice(x0, x0 + side))

@@ -6,9 +6,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aesthetic_qr.qr import QRInputError, encode
-from aesthetic_qr.qr.decoders import decode
 from aesthetic_qr.qr.render import render
 from aesthetic_qr.qr.reshuffle import reshuffle, reshuffle_url
+from aesthetic_qr.scan.decoders import decode
 
 QART_SHARE = {(3, "L"): 43, (3, "M"): 27, (3, "Q"): 13, (3, "H"): 2, (5, "L"): 63, (5, "M"): 46, (5, "Q"): 28,
               (5, "H"): 16, (10, "L"): 72, (10, "M"): 55, (10, "Q"): 37, (10, "H"): 28}

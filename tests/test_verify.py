@@ -10,10 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aesthetic_qr.qr import decoders as dec
 from aesthetic_qr.qr import encode
-from aesthetic_qr.qr.analysis import analyze, function_kinds
-from aesthetic_qr.qr.camera import (
+from aesthetic_qr.qr.pixels import to_gray_u8
+from aesthetic_qr.qr.render import render
+from aesthetic_qr.scan import decoders as dec
+from aesthetic_qr.scan.analysis import analyze, function_kinds
+from aesthetic_qr.scan.camera import (
     build_variants,
     locate,
     qrverify_gray,
@@ -21,8 +23,7 @@ from aesthetic_qr.qr.camera import (
     qrverify_presets,
     run_suite,
 )
-from aesthetic_qr.qr.decoders import decode, to_gray_u8
-from aesthetic_qr.qr.render import render
+from aesthetic_qr.scan.decoders import decode
 
 TEXT = "https://example.com/aesthetic-qr"
 
@@ -125,7 +126,7 @@ def test_package_imports_without_decoder_libraries():
     code = (
         "import sys; sys.modules['zxingcpp'] = None; sys.modules['cv2'] = None\n"
         "import numpy as np\n"
-        "from aesthetic_qr.qr import decoders, analysis, camera, encode\n"
+        "from aesthetic_qr.qr import encode\nfrom aesthetic_qr.scan import decoders, analysis, camera\n"
         "from aesthetic_qr.qr.render import render\n"
         "q = encode('hi'); img, geo = render(q, module_px=4)\n"
         "r = decoders.decode(img, expected='hi')\n"
@@ -151,8 +152,8 @@ def test_function_kinds_partition_the_function_mask(version):
 
 
 def test_format_positions_match_the_encoder():
-    from aesthetic_qr.qr.analysis import _format_copies
     from aesthetic_qr.qr.layout import template
+    from aesthetic_qr.scan.analysis import _format_copies
     for v in (1, 9, 33):
         tpl = template(v)
         for copy, (rows, cols) in enumerate(_format_copies(tpl.size)):
@@ -231,7 +232,7 @@ def test_decodable_verdict_agrees_with_zxing_property(version, ecl, seed, extra)
 
 
 def test_function_and_format_errors_are_counted_separately():
-    from aesthetic_qr.qr.analysis import _format_copies
+    from aesthetic_qr.scan.analysis import _format_copies
     qr = encode("FORMAT", version=2, ecl="M")
     (r1, c1), (r2, c2) = _format_copies(qr.size)
     m = qr.matrix.copy()

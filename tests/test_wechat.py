@@ -11,9 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from aesthetic_qr.qr import decoders, encode, wechat
-from aesthetic_qr.qr.decoders import decode, to_gray_u8
+from aesthetic_qr.qr import encode
+from aesthetic_qr.qr.pixels import to_gray_u8
 from aesthetic_qr.qr.render import render
+from aesthetic_qr.scan import decoders, wechat
+from aesthetic_qr.scan.decoders import decode
 
 pytestmark = pytest.mark.skipif(wechat.missing_opencv() is not None, reason="OpenCV is not installed")
 
@@ -181,7 +183,7 @@ def test_workers_exit_with_their_parent():
     """A parent that dies without closing anything (os._exit) leaves no worker behind: stdin closes, it exits."""
     code = textwrap.dedent("""
         import os
-        from aesthetic_qr.qr import wechat
+        from aesthetic_qr.scan import wechat
         worker = wechat.WeChatProcess()
         print(worker.proc.pid, flush=True)
         os._exit(0)

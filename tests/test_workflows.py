@@ -21,9 +21,9 @@ import pytest
 from PIL import Image
 
 from aesthetic_qr.qr import encode
-from aesthetic_qr.qr.decoders import decode
 from aesthetic_qr.qr.render import make_geometry
-from aesthetic_qr.workflow import (
+from aesthetic_qr.scan.decoders import decode
+from aesthetic_qr.tools.workflow import (
     ASSETS_DIR,
     WorkflowError,
     api_to_ui,
@@ -225,7 +225,7 @@ def test_sd15_workflow_runs_on_a_random_tiny_model(name, comfyui, tiny_models):
 # ---- aesthetic-qr run-workflow ---------------------------------------------------------------------------------
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "aesthetic_qr.cli", "run-workflow", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "aesthetic_qr.tools.cli", "run-workflow", *args], capture_output=True,
                           text=True, timeout=300)
 
 

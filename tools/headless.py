@@ -2,7 +2,7 @@
 
 Used by ``aesthetic-qr run-workflow`` and by the tests (``tests/conftest.py``)::
 
-    from aesthetic_qr.headless import ComfyUIServer
+    from aesthetic_qr.tools.headless import ComfyUIServer
     with ComfyUIServer() as server:
         info = server.client.object_info()
         result = server.client.run(prompt, timeout=60)
@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PACK_DIR = Path(__file__).resolve().parent
+PACK_DIR = Path(__file__).resolve().parents[1]
 PACK_NAME = "aesthetic-qr"
 DEFAULT_STARTUP_TIMEOUT = 120.0
 
@@ -823,7 +823,7 @@ def fetch_object_info(server_url: str | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m aesthetic_qr.headless [--keep] [--serve]``: start the server, print node ids of this pack, stop."""
+    """``python -m aesthetic_qr.tools.headless [--keep] [--serve]``: start the server, print this pack's node ids."""
     argv = sys.argv[1:] if argv is None else argv
     server = ComfyUIServer(keep_workdir="--keep" in argv)
     try:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..qr.pixels import to_gray_u8
 from . import wechat
 
 DEFAULT_DECODERS = ("zxing", "wechat")
@@ -52,34 +53,6 @@ class DecodeResult:
 
 # ---------------------------------------------------------------------------------------------------------------
 # image conversion
-
-def to_gray_u8(image) -> np.ndarray:
-    """Any supported image → C-contiguous uint8 H×W luminance (Rec.601 weights, rounded)."""
-    a = np.asarray(image)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim == 3:
-        if a.shape[2] == 4:
-            a = a[:, :, :3]
-        if a.shape[2] != 3:
-            raise ValueError(f"image has {a.shape[2]} channels; expected gray, RGB or RGBA")
-    elif a.ndim != 2:
-        raise ValueError(f"image has shape {a.shape}; expected H×W, H×W×1, H×W×3 or H×W×4")
-    if a.dtype == np.uint8:
-        if a.ndim == 2:
-            return np.ascontiguousarray(a)
-        g = a[:, :, 0] * np.float32(0.299) + a[:, :, 1] * np.float32(0.587) + a[:, :, 2] * np.float32(0.114)
-        return np.clip(g + 0.5, 0, 255).astype(np.uint8)
-    if a.dtype == bool:
-        return np.where(a, 255, 0).astype(np.uint8)
-    f = a.astype(np.float32, copy=False)
-    if np.issubdtype(a.dtype, np.integer):  # e.g. uint16 or int images: assume 0..255 unless larger
-        f = f * np.float32(255.0 / 65535.0) if a.max(initial=0) > 255 else f
-        f = f / np.float32(255.0)
-    if f.ndim == 3:
-        f = f[:, :, 0] * np.float32(0.299) + f[:, :, 1] * np.float32(0.587) + f[:, :, 2] * np.float32(0.114)
-    return np.clip(f * np.float32(255.0) + np.float32(0.5), 0, 255).astype(np.uint8)
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # lazy back ends

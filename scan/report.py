@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..qr.code import QRCode
 from .analysis import ModuleAnalysis, analyze
 from .camera import SuiteResult, run_suite
-from .code import QRCode
 from .decoders import DEFAULT_DECODERS, DecodeResult, decode
+
+VERDICT_KEY = "aqr_verdict"  # AQR_Verify's UI payload entry holding `VerifyReport.verdict()` (the CLI reads it)
 
 
 @dataclass
@@ -36,6 +38,14 @@ class VerifyReport:
                 "analysis": self.analysis.to_dict() if self.analysis is not None else None,
                 "suite": self.suite.to_dict(per_variant=False) if self.suite is not None else None,
                 "report": self.to_text()}
+
+    def verdict(self) -> dict:
+        """The decision as data (what AQR_Verify puts in its UI payload and the CLI reads): pass, and per decoder
+        whether it read the payload and, with the suite, its SSR."""
+        ssr = self.suite.ssr if self.suite is not None else {}
+        return {"pass": self.passed,
+                "decoders": {name: {"match": res.match, "ssr": ssr.get(name)} for name, res in self.decoders.items()},
+                "reasons": list(self.reasons)}
 
     def to_text(self) -> str:
         lines = [f"{'PASS' if self.passed else 'FAIL'}: expected {self.expected!r}"]

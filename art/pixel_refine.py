@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..qr.blueprint import fit_to_geometry
-from ..qr.camera import run_suite
+from ..losses.colour import luminance_only
+from ..losses.eot import CameraAugment
+from ..losses.grid import luminance
+from ..losses.perceptual import VGGFeatures, fidelity_loss
+from ..losses.srl import srl
 from ..qr.code import QRCode
-from ..qr.decoders import DEFAULT_DECODERS
-from ..qr.markers import harmonize_markers
-from .colour import luminance_only
-from .eot import CameraAugment
-from .grid import luminance
-from .perceptual import VGGFeatures, fidelity_loss
-from .srl import srl
+from ..qr.pixels import fit
+from ..scan.camera import run_suite
+from ..scan.decoders import DEFAULT_DECODERS
+from .markers import harmonize_markers
 
 
 @dataclass
@@ -74,7 +74,7 @@ def _optimise(picture, qr, cfg, vgg, progress) -> PixelRefineResult:
     t0 = time.perf_counter()
     generator = torch.Generator().manual_seed(cfg.seed)
     augment = CameraAugment()
-    fitted = fit_to_geometry(picture, qr.geometry)
+    fitted = fit(picture, qr.geometry)
     fitted[~_symbol_mask(qr, fitted.shape[:2])] = 1.0  # a white quiet zone, as scanners need
     start = torch.from_numpy(harmonize_markers(fitted, qr, lam=cfg.marker_lambda)).permute(2, 0, 1)[None]
     start_luma = luminance(start)[:, None]

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .qr import encode
-from .qr.blueprint import halftone_blueprint
-from .qr.follow import follow_picture
-from .qr.render import render, to_uint8
-from .qr.report import verify_image
+from ..art.blueprint import halftone_blueprint
+from ..art.follow import follow_picture
+from ..qr import encode
+from ..qr.pixels import to_uint8
+from ..qr.render import render
+from ..scan.report import verify_image
 
 DEFAULT_TEXT = "https://github.com/aesthetic-qr/aesthetic-qr"
 

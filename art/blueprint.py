@@ -1,11 +1,10 @@
-"""Picture-aware blueprints: fit a picture to a code's geometry, read it module by module, rank modules, and
+"""Picture-aware blueprints: read a picture module by module, rank modules, and
 build the adaptive-halftone blueprint of Text2QR / Face2QR.
 
 Everything works on H×W×3 float images in [0, 1] at the code's geometry (integer pixels per module, see
-`qr.render.make_geometry`); pictures of another size are resampled with `fit_to_geometry`, never rejected.
-Luminance is Rec.601, Y = 0.299 R + 0.587 G + 0.114 B, the weights scanners binarise with.
+`qr.render.make_geometry`); pictures of another size are fitted with `qr.pixels.fit` (cover-crop), never
+rejected.
 
-* `fit_to_geometry` — cover-crop (centred, aspect kept) and resample to the geometry's image size.
 * `module_luminance` — ARTUP §4.1.1: each module's mean luminance under a Gaussian weight centred on the module
   centre, σ = `sigma_ratio` × module size (0 gives the plain module mean of Face2QR eq. 2).
 * `binarize_modules` — one target bit per module (1 = dark), Otsu or fixed threshold, optional Floyd–Steinberg
@@ -20,11 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .code import Geometry, QRCode
-from .errors import QRInputError
-from .optional import opencv
+from ..qr.code import Geometry, QRCode
+from ..qr.errors import QRInputError
+from ..qr.optional import opencv
+from ..qr.pixels import LUMA, fit, luminance, module_means, require_geometry, symbol_pixels, to_float_rgb
 
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 PRIORITY_MODES = ("qart", "artup", "uniform")
 ARTUP_WEIGHTS = (0.67, 0.23, 0.10)  # edges, saliency, centre (ARTUP §4.1.3)
 QART_WINDOW = 11                      # modules, the side of QArt's local-contrast window
@@ -36,68 +35,15 @@ POLARISE_MARGIN = 1e-4                # polarised pixels land this far past the 
 
 # ----------------------------------------------------------------------------------------------- helpers
 
-def _as_float_image(image, name: str = "image") -> np.ndarray:
-    """H×W×3 float32 in [0, 1] from float or uint8, gray (H×W or H×W×1), RGB or RGBA."""
-    arr = np.asarray(image)
-    if arr.dtype == np.uint8:
-        arr = arr.astype(np.float32) / 255.0
-    elif arr.dtype == np.bool_:
-        arr = arr.astype(np.float32)
-    else:
-        arr = arr.astype(np.float32, copy=False)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise QRInputError(f"{name} must be an H×W×3 picture (or gray H×W), got shape {tuple(np.shape(image))}")
-    if arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    return np.clip(arr[:, :, :3], 0.0, 1.0)
-
-
-def luminance(image: np.ndarray) -> np.ndarray:
-    """Rec.601 luminance of an H×W×3 float image, float32 H×W."""
-    return (image[..., :3].astype(np.float64) @ LUMA).astype(np.float32)
-
-
 def _resolve(qr_or_geometry, size: int | None) -> tuple[Geometry, int]:
     """(geometry, modules a side) from a QRCode with geometry, or a Geometry plus `size`."""
     if isinstance(qr_or_geometry, QRCode):
-        if qr_or_geometry.geometry is None:
-            raise QRInputError("the QR code has no pixel geometry: render it first (AQR_Encode does) or attach "
-                               "one with qr.with_geometry(make_geometry(...))")
-        return qr_or_geometry.geometry, qr_or_geometry.size
+        return require_geometry(qr_or_geometry), qr_or_geometry.size
     if isinstance(qr_or_geometry, Geometry):
         if size is None or size < 1:
             raise QRInputError("with a bare Geometry, also give size (modules a side, 17 + 4·version)")
         return qr_or_geometry, int(size)
     raise QRInputError(f"expected a QRCode or a Geometry, got {type(qr_or_geometry).__name__}")
-
-
-def _symbol_area(plane: np.ndarray, geo: Geometry, n: int, fill: float = 1.0) -> np.ndarray:
-    """The n·p × n·p pixels of the symbol (modules only, no quiet zone), padded with `fill` where the geometry
-    places modules outside the image."""
-    p = geo.module_px
-    x0, y0 = geo.origin
-    side = n * p
-    h, w = plane.shape[:2]
-    if 0 <= x0 and 0 <= y0 and x0 + side <= w and y0 + side <= h:
-        return plane[y0:y0 + side, x0:x0 + side]
-    out = np.full((side, side) + plane.shape[2:], fill, dtype=plane.dtype)
-    sy0, sx0 = max(0, y0), max(0, x0)
-    sy1, sx1 = min(h, y0 + side), min(w, x0 + side)
-    if sy1 > sy0 and sx1 > sx0:
-        out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = plane[sy0:sy1, sx0:sx1]
-    return out
-
-
-def _per_module(plane: np.ndarray, geo: Geometry, n: int, weights: np.ndarray | None = None,
-                fill: float = 1.0) -> np.ndarray:
-    """Weighted mean of an H×W plane over each module (weights: p×p summing to 1; None = plain mean)."""
-    p = geo.module_px
-    blocks = _symbol_area(plane, geo, n, fill).astype(np.float64).reshape(n, p, n, p)
-    if weights is None:
-        return blocks.mean(axis=(1, 3))
-    return np.einsum("iajb,ab->ij", blocks, weights)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -107,49 +53,6 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     if hi - lo <= 1e-12:
         return np.zeros_like(x)
     return (x - lo) / (hi - lo)
-
-
-# ----------------------------------------------------------------------------------------------- fitting
-
-def cover_crop(height: int, width: int, geometry: Geometry) -> tuple[int, int, int, int]:
-    """(x0, y0, crop width, crop height): the largest centred window of an H×W picture with the geometry's aspect
-    ratio — what `fit_to_geometry` keeps before resizing."""
-    tw, th = (int(v) for v in geometry.image_size)
-    if width * th > height * tw:          # picture wider than the target
-        cw, ch = max(1, round(height * tw / th)), height
-    else:
-        cw, ch = width, max(1, round(width * th / tw))
-    return (width - cw) // 2, (height - ch) // 2, cw, ch
-
-
-def fit_to_geometry(image, geometry: Geometry) -> np.ndarray:
-    """Resample a picture to the geometry's image size by cover-cropping.
-
-    The largest centred window of the picture with the target's aspect ratio is cut out (so nothing is
-    stretched and the whole target is covered; the picture's longer side loses equal margins at both ends)
-    and resized to exactly `geometry.image_size` — area averaging when shrinking, bicubic when enlarging.
-    Accepts H×W×3/4 (float [0,1] or uint8), returning H×W×3 float32; a 2-D H×W array (a mask) is fitted
-    the same way and returned 2-D, so a mask the same size as its picture stays aligned with it.
-    """
-    cv2 = opencv()
-    arr = np.asarray(image)
-    two_d = arr.ndim == 2
-    if two_d:
-        plane = arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 else 1.0)
-        if plane.shape[0] < 1 or plane.shape[1] < 1:
-            raise QRInputError(f"cannot fit an empty mask of shape {arr.shape}")
-    else:
-        plane = _as_float_image(arr)
-    tw, th = (int(v) for v in geometry.image_size)
-    h, w = plane.shape[:2]
-    if (h, w) != (th, tw):
-        x0, y0, cw, ch = cover_crop(h, w, geometry)
-        plane = plane[y0:y0 + ch, x0:x0 + cw]
-        interp = cv2.INTER_AREA if (cw >= tw and ch >= th) else cv2.INTER_CUBIC
-        plane = cv2.resize(np.ascontiguousarray(plane), (tw, th), interpolation=interp)
-        if plane.ndim == 2 and not two_d:
-            plane = plane[:, :, None]
-    return np.clip(plane, 0.0, 1.0).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -175,14 +78,8 @@ def module_luminance(image, qr_or_geometry, size: int | None = None, sigma_ratio
     geometry first when it has another size. Modules the geometry puts outside the image read as white.
     """
     geo, n = _resolve(qr_or_geometry, size)
-    img = fit_to_geometry(image, geo)
-    return _per_module(luminance(img), geo, n, gaussian_module_weights(geo.module_px, sigma_ratio))
-
-
-def module_coverage(mask, geometry: Geometry, size: int) -> np.ndarray:
-    """(size, size) share of each module covered by a picture-space mask (fitted like its picture)."""
-    fitted = fit_to_geometry(np.asarray(mask, dtype=np.float32), geometry)
-    return _per_module(fitted, geometry, size, fill=0.0)
+    img = fit(image, geo)
+    return module_means(luminance(img), geo, n, gaussian_module_weights(geo.module_px, sigma_ratio))
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -268,7 +165,7 @@ def edge_density(image: np.ndarray, geo: Geometry, n: int) -> np.ndarray:
     med = float(np.median(gray))
     lo, hi = max(10.0, 0.66 * med), max(30.0, 1.33 * med)
     edges = cv2.Canny(gray, lo, hi) > 0
-    return _per_module(edges.astype(np.float32), geo, n, fill=0.0)
+    return module_means(edges.astype(np.float32), geo, n, fill=0.0)
 
 
 def region_contrast_saliency(image: np.ndarray, geo: Geometry, n: int) -> np.ndarray:
@@ -281,7 +178,7 @@ def region_contrast_saliency(image: np.ndarray, geo: Geometry, n: int) -> np.nda
     """
     cv2 = opencv()
     lab = cv2.cvtColor(np.ascontiguousarray(image, dtype=np.float32), cv2.COLOR_RGB2Lab)
-    sym = _symbol_area(lab, geo, n, fill=0.0)
+    sym = symbol_pixels(lab, geo, n, fill=0.0)
     m = min(n, SALIENCY_GRID)
     cells = cv2.resize(sym, (m, m), interpolation=cv2.INTER_AREA).reshape(-1, 3).astype(np.float64)
     colour = np.sqrt(((cells[:, None, :] - cells[None, :, :]) ** 2).sum(-1))
@@ -320,9 +217,9 @@ def module_priority(image, qr: QRCode | Geometry, mode: str = "qart", size: int 
     geo, n = _resolve(qr, size)
     if mode == "uniform":
         return np.ones((n, n), dtype=np.float64)
-    img = fit_to_geometry(image, geo)
+    img = fit(image, geo)
     if mode == "qart":
-        lum = _per_module(luminance(img), geo, n, gaussian_module_weights(geo.module_px, sigma_ratio))
+        lum = module_means(luminance(img), geo, n, gaussian_module_weights(geo.module_px, sigma_ratio))
         return _normalise(_local_variance(lum, QART_WINDOW))
     we, ws, wc = ARTUP_WEIGHTS
     score = (we * _normalise(edge_density(img, geo, n)) + ws * _normalise(region_contrast_saliency(img, geo, n))
@@ -398,7 +295,7 @@ def halftone_blueprint(image, qr: QRCode, core_ratio: float = 1 / 3, tau_black: 
                        tau_white: float = 0.7, keep_mask=None) -> np.ndarray:
     """The Text2QR / Face2QR adaptive-halftone blueprint, H×W×3 float32 at exactly `qr.geometry.image_size`.
 
-    1. The picture is fitted to the geometry (`fit_to_geometry`) and polarised (`polarise`): no pixel keeps a
+    1. The picture is fitted to the geometry (`fit`) and polarised (`polarise`): no pixel keeps a
        luminance strictly between τ_b and τ_w.
     2. The centred u × u core of every module (u = round(core_ratio·module_px), ≥ 1) is set to the code bit:
        black (0) for dark modules, white (1) for light ones; the rest of the module keeps the picture.
@@ -422,8 +319,8 @@ def halftone_blueprint(image, qr: QRCode, core_ratio: float = 1 / 3, tau_black: 
     if not (0.0 < core_ratio <= 1.0):
         raise QRInputError(f"core_ratio must be in (0, 1], got {core_ratio}")
     geo = qr.geometry
-    src = _as_float_image(image)
-    picture = fit_to_geometry(src, geo)
+    src = to_float_rgb(image)
+    picture = fit(src, geo)
     out = polarise(picture, tau_black, tau_white)
 
     inside, core, function, code = code_layers(qr, core_ratio)
@@ -441,7 +338,7 @@ def halftone_blueprint(image, qr: QRCode, core_ratio: float = 1 / 3, tau_black: 
             keep = cv2.resize(np.ascontiguousarray(keep), (src.shape[1], src.shape[0]),
                               interpolation=cv2.INTER_LINEAR)
         if keep.shape != picture.shape[:2]:
-            keep = fit_to_geometry(keep, geo)
+            keep = fit(keep, geo)
         keep = np.clip(keep, 0.0, 1.0)
         keep[function | ~inside] = 0.0
         blend = keep > 0

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .qr import QRCode, QRInputError, encode
-from .qr.render import STYLES, render, to_uint8
+from ..qr import QRCode, QRInputError, encode
+from ..qr.pixels import to_uint8
+from ..qr.render import STYLES, render
+from ..scan.report import VERDICT_KEY
 
 
 def save_image(image: np.ndarray, path: str) -> None:
@@ -43,7 +44,7 @@ def cmd_encode(args: argparse.Namespace) -> dict:
 
 
 def cmd_verify(args: argparse.Namespace) -> dict:
-    from .qr.report import verify_image
+    from ..scan.report import verify_image
 
     image = load_image(args.image)
     qr = None
@@ -59,7 +60,7 @@ def cmd_verify(args: argparse.Namespace) -> dict:
 
 
 def cmd_reshuffle(args: argparse.Namespace) -> dict:
-    from .qr.follow import follow_picture
+    from ..art.follow import follow_picture
 
     picture = load_image(args.target)
     fixed = load_image(args.fixed_mask).mean(axis=2) if args.fixed_mask else None
@@ -81,12 +82,13 @@ def cmd_reshuffle(args: argparse.Namespace) -> dict:
 def cmd_artup(args: argparse.Namespace) -> dict:
     import time
 
-    from .qr.artup import artup_until_scans
-    from .qr.report import verify_image
+    from ..art.artup import ArtupConfig, artup_until_scans
+    from ..scan.report import verify_image
 
     start = time.perf_counter()
-    result, attempts = artup_until_scans(load_image(args.image), args.text, version=_version(args.version),
-                                         ecl=args.ecl, p_min=args.p_min, size_px=args.size_px, seed=args.seed)
+    config = ArtupConfig(version=_version(args.version), ecl=args.ecl, p_min=args.p_min, size_px=args.size_px,
+                         seed=args.seed)
+    result, attempts = artup_until_scans(load_image(args.image), args.text, config=config)
     seconds = time.perf_counter() - start
     save_image(result.image, args.out)
     report = verify_image(result.image, result.qr.text, result.qr, suite=True)
@@ -97,9 +99,9 @@ def cmd_artup(args: argparse.Namespace) -> dict:
 def cmd_personalize(args: argparse.Namespace) -> dict:
     import time
 
-    from .losses.pixel_refine import PixelRefineConfig, pixel_refine
-    from .qr.follow import follow_picture
-    from .qr.report import verify_image
+    from ..art.follow import follow_picture
+    from ..art.pixel_refine import PixelRefineConfig, pixel_refine
+    from ..scan.report import verify_image
 
     start = time.perf_counter()
     picture = load_image(args.image)
@@ -113,8 +115,19 @@ def cmd_personalize(args: argparse.Namespace) -> dict:
             "out": args.out}
 
 
-WORKFLOWS_DIR = Path(__file__).resolve().parent / "workflows"
-VERDICT = re.compile(r"^(?:image \d+: )?(PASS|FAIL):", re.M)  # AQR_Verify's report lines (qr.report.to_text)
+WORKFLOWS_DIR = Path(__file__).resolve().parents[1] / "workflows"
+
+
+def _output_path(out_dir: Path, subfolder: str, filename: str) -> Path:
+    """Where a server's output goes under ``--out``; a name that would land outside it (``..``, an absolute part,
+    a link) is refused: the server, not the user, chose it."""
+    filename = str(filename or "")
+    parts = [*Path(str(subfolder or "")).parts, filename]
+    path = out_dir.joinpath(*parts)
+    if (not filename or Path(filename).name != filename or any(p == ".." or Path(p).is_absolute() for p in parts)
+            or path.is_symlink() or not path.resolve().is_relative_to(out_dir.resolve())):
+        raise QRInputError(f"the server named an output outside --out ({subfolder!r}, {filename!r}); not saved")
+    return path
 
 
 def _load_workflow(ref: str) -> tuple[str, dict | None, dict | None]:
@@ -265,16 +278,18 @@ def cmd_run_workflow(args: argparse.Namespace) -> dict:
                 for ref in output.get("images") or []:
                     if ref.get("type") != "output":
                         continue
-                    path = out_dir / ref.get("subfolder", "") / ref["filename"]
+                    path = _output_path(out_dir, ref.get("subfolder", ""), ref["filename"])
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(client.view(ref["filename"], ref.get("subfolder", ""), ref["type"]))
                     saved.append(str(path))
             for node_id, entry in prompt.items():
                 if entry["class_type"] == "AQR_Verify":
-                    text = "\n".join((result.outputs.get(node_id) or {}).get("text") or [])
-                    verdicts = VERDICT.findall(text)
+                    output = result.outputs.get(node_id) or {}
+                    verdicts = output.get(VERDICT_KEY) or []
                     verify.append({"node": node_id, "title": (entry.get("_meta") or {}).get("title", ""),
-                                   "pass": bool(verdicts) and all(v == "PASS" for v in verdicts), "report": text})
+                                   "pass": bool(verdicts) and all(v.get("pass") is True for v in verdicts),
+                                   "images": [img for v in verdicts for img in v.get("images", [])],
+                                   "report": "\n".join(output.get("text") or [])})
     except OSError as err:  # the server went away (requests' errors are OSErrors), or --out is not writable
         raise QRInputError(f"{err.__class__.__name__}: {err}") from None
     finally:

@@ -36,7 +36,7 @@ MUTED, BYPASSED = 2, 4
 # Combo values with these suffixes name files (models, input pictures) a test server may not have.
 FILE_SUFFIXES = {".safetensors", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl", ".sft", ".onnx", ".gguf",
                  ".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mp4", ".webm"}
-ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 
 
 class WorkflowError(ValueError):
@@ -424,16 +424,21 @@ def prompt_differences(expected: dict, actual: dict) -> list[str]:
 
 def bundled_inputs(prompt: dict, object_info: dict) -> list[Path]:
     """Pictures from this pack's ``assets/`` that the prompt loads by name and the server does not list yet
-    (upload them to its input folder before queuing)."""
+    (upload them to its input folder before queuing). Only a bare file name of a regular file directly inside
+    ``assets/`` counts: a path (``../../etc/passwd``, ``/home/…``) or a link never turns into an upload."""
     out = []
+    assets = ASSETS_DIR.resolve()
     for entry in prompt.values():
         specs = input_specs(object_info.get(entry.get("class_type"), {}))
         for name, value in (entry.get("inputs") or {}).items():
             spec = specs.get(name, (None,))[0]
             if spec is None or not any(spec_options(spec).get(o) for o in UPLOAD_OPTIONS):
                 continue
-            path = ASSETS_DIR / str(value)
-            if isinstance(value, str) and value not in combo_options(spec) and path.is_file() and path not in out:
+            if not isinstance(value, str) or value in combo_options(spec) or Path(value).name != value:
+                continue
+            path = ASSETS_DIR / value
+            if (path.is_file() and not path.is_symlink() and path.resolve().parent == assets
+                    and path not in out):
                 out.append(path)
     return out
 

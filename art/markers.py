@@ -20,7 +20,7 @@ paper does not touch the quiet zone; `quiet_zone=True` also clamps it as light.
 Colour: the paper writes the formula on pixel values I_s(p) of the (RGB) image. mode="rgb" applies it to each
 channel (the literal reading: a marker pixel keeps its colour only where every channel already satisfies the
 bound). mode="luminance" applies it to the Rec.601 luminance and then moves the colour to that luminance along
-its own hue (ARTUP's hue-preserving interpolation, `qr.artup.match_luminance`), so markers keep the picture's
+its own hue (ARTUP's hue-preserving interpolation, `art.colour.match_luminance`), so markers keep the picture's
 hues — a departure, offered because it keeps more colour at the same scanner-visible contrast.
 """
 
@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .analysis import function_kinds
-from .blueprint import LUMA, _as_float_image
-from .code import Geometry, QRCode
-from .errors import QRInputError
+from ..qr.code import QRCode
+from ..qr.errors import QRInputError
+from ..qr.pixels import LUMA, pixel_modules, require_geometry, to_float_rgb
+from ..scan.analysis import function_kinds
+from .colour import match_luminance
 
 TAU = 0.5
 MODES = ("rgb", "luminance")
@@ -51,27 +52,10 @@ def marker_modules(qr: QRCode, include_alignment: bool = True, include_timing: b
     return out
 
 
-def pixel_modules(shape: tuple[int, int], geometry: Geometry, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel of an H×W image: (module row, module col), −1 outside the symbol. An image of another size than
-    the geometry is taken as a uniformly rescaled copy (pitch and origin scale with it)."""
-    h, w = shape
-    sx, sy = w / geometry.image_size[0], h / geometry.image_size[1]
-    ys = (np.arange(h) + 0.5) / sy - geometry.origin[1]
-    xs = (np.arange(w) + 0.5) / sx - geometry.origin[0]
-    row = np.floor(ys / geometry.module_px).astype(np.int64)
-    col = np.floor(xs / geometry.module_px).astype(np.int64)
-    row[(row < 0) | (row >= n)] = -1
-    col[(col < 0) | (col >= n)] = -1
-    return np.broadcast_to(row[:, None], (h, w)), np.broadcast_to(col[None, :], (h, w))
-
-
 def marker_pixels(shape: tuple[int, int], qr: QRCode, modules: np.ndarray,
                   quiet_zone: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(H×W bool selected, H×W bool light) for the given module selection (plus the quiet zone, as light)."""
-    if qr.geometry is None:
-        raise QRInputError("the QR code has no pixel geometry: render it first (AQR_Encode does) or attach one "
-                           "with qr.with_geometry(...)")
-    row, col = pixel_modules(shape, qr.geometry, qr.size)
+    row, col = pixel_modules(shape, require_geometry(qr), qr.size)
     inside = (row >= 0) & (col >= 0)
     rr, cc = np.where(inside, row, 0), np.where(inside, col, 0)
     selected = inside & modules[rr, cc]
@@ -104,7 +88,7 @@ def harmonize_markers(image, qr: QRCode, lam: float = 0.8, include_alignment: bo
     if mode not in MODES:
         raise QRInputError(f"mode {mode!r} is not one of {', '.join(MODES)}")
     lam = check_lambda(lam)
-    img = _as_float_image(image)
+    img = to_float_rgb(image)
     modules = marker_modules(qr, include_alignment, include_timing, include_separators)
     sel, light = marker_pixels(img.shape[:2], qr, modules, quiet_zone)
     out = img.copy()
@@ -113,7 +97,6 @@ def harmonize_markers(image, qr: QRCode, lam: float = 0.8, include_alignment: bo
     if mode == "rgb":
         out[sel] = clamp_values(img[sel], light[sel][:, None], lam, tau)
         return out
-    from .artup import match_luminance  # noqa: PLC0415  (artup imports this module)
     y = img[sel].astype(np.float64) @ LUMA
     target = clamp_values(y, light[sel], lam, tau)
     changed = target != y

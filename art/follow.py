@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import segments as seg
-from .blueprint import binarize_modules, module_coverage, module_luminance, module_priority
-from .code import QRCode, encode, smallest_version
-from .errors import QRInputError
-from .render import make_geometry
-from .reshuffle import ReshuffleReport, reshuffle, reshuffle_url
+from ..qr import segments as seg
+from ..qr.code import QRCode, encode, smallest_version
+from ..qr.errors import QRInputError
+from ..qr.pixels import module_coverage
+from ..qr.render import make_geometry
+from ..qr.reshuffle import ReshuffleReport, reshuffle, reshuffle_url
+from .blueprint import binarize_modules, module_luminance, module_priority
 
 PRIORITY_MODES = ("qart", "artup", "uniform")
 

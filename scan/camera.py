@@ -44,8 +44,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .decoders import DEFAULT_DECODERS, DecodeResult, decode_gray, to_gray_u8
-from .optional import opencv
+from ..qr.optional import opencv
+from ..qr.pixels import to_gray_u8, to_uint8
+from .decoders import DEFAULT_DECODERS, DecodeResult, decode_gray
 
 WORK_PX = 400
 QRVERIFY_SIDE = 300
@@ -59,25 +60,6 @@ GROUPS = ("camera", "qrverify")
 
 # ---------------------------------------------------------------------------------------------------------------
 # images
-
-def _to_u8(image) -> np.ndarray:
-    """Float [0,1] or uint8, gray/RGB/RGBA → uint8 gray (H×W) or RGB (H×W×3)."""
-    a = np.asarray(image)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim == 3 and a.shape[2] == 4:
-        a = a[:, :, :3]
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3):
-        raise ValueError(f"image has shape {a.shape}; expected H×W, H×W×1, H×W×3 or H×W×4")
-    if a.dtype == np.uint8:
-        return np.ascontiguousarray(a)
-    if a.dtype == bool:
-        return np.where(a, 255, 0).astype(np.uint8)
-    f = a.astype(np.float32, copy=False)
-    if np.issubdtype(a.dtype, np.integer):
-        f = f / np.float32(255.0)
-    return np.clip(f * np.float32(255.0) + np.float32(0.5), 0, 255).astype(np.uint8)
-
 
 def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
     cv2 = opencv()
@@ -192,7 +174,7 @@ def _vips_gauss_kernel(sigma: float) -> np.ndarray:
 
 def qrverify_gray(image) -> np.ndarray:
     """qr-verify's base image: shorter side resized to 300 px (never enlarged), sharp-style greyscale."""
-    img = _to_u8(image)
+    img = to_uint8(image)
     h, w = img.shape[:2]
     s = QRVERIFY_SIDE / min(w, h)
     if s < 1.0:
@@ -296,7 +278,7 @@ def locate(image, qr=None, module_px: float | None = None) -> Placement:
 
 def camera_variants(image, placement: Placement, seed: int = 0, work_px: int = WORK_PX):
     """[(name, uint8 image)] of the camera group, deterministic for `seed`."""
-    img = _to_u8(image)
+    img = to_uint8(image)
     h, w = img.shape[:2]
     s = min(1.0, work_px / max(w, h))
     base = _resize(img, round(w * s), round(h * s))

@@ -2,7 +2,7 @@
 
 1. Binary stage (§4.1): the code's free bits are reshuffled so its modules follow the picture's module-based
    binarisation (Gaussian-weighted module means), with ARTUP's priority 0.67·edges + 0.23·saliency +
-   0.10·centre — `qr.follow.follow_picture(priority="artup")`. A code that is already reshuffled can be given.
+   0.10·centre — `art.follow.follow_picture(priority="artup")`. A code that is already reshuffled can be given.
 2. Grayscale stage (§4.2): start from the picture's luminance at the code's geometry and raise each module's
    probability of being read correctly (`losses.scan_probability`, eq. 8–15) to at least p_min, moving pixels
    only towards their module's colour (light modules are lightened, dark ones darkened; modules already at
@@ -23,7 +23,7 @@
      T̄ starts from the mean of the picture's luminance and the binary code ("pre-estimated from the grayscale
      image and the binary code").
    * Function patterns: finders, separators and alignment patterns are drawn crisply (`markers="crisp"`, as in
-     the paper's figures) or harmonised with Face2QR's λ formula (`markers="harmonize"`, `qr.markers`); timing,
+     the paper's figures) or harmonised with Face2QR's λ formula (`markers="harmonize"`, `art.markers`); timing,
      format and version modules go through the model with `function_p_min`.
 3. Colour stage (§4.3, eq. 18–23): every pixel's colour is linearly interpolated towards black (to darken) or
    white (to lighten) until its Rec.601 luminance equals the grayscale target: C' = C + k·(C_m − C),
@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -68,17 +68,17 @@ from ..losses.scan_probability import (
     sampling_weights,
     threshold_probability,
 )
-from .blueprint import LUMA, _as_float_image, fit_to_geometry, luminance
-from .code import QRCode, encode
-from .errors import QRInputError
+from ..qr.code import QRCode, encode
+from ..qr.errors import QRInputError
+from ..qr.pixels import fit, luminance, to_float_rgb
+from ..qr.render import make_geometry
+from .colour import COLOUR_MODES, match_luminance
 from .follow import FollowResult, follow_picture
 from .markers import check_lambda, clamp_values, marker_modules, marker_pixels
-from .render import make_geometry
 
 ADJUST_MODES = ("blend", "probability")
 MARKER_MODES = ("crisp", "harmonize", "model")
 QUIET_ZONE_MODES = ("model", "white", "picture")
-COLOUR_MODES = ("paper", "saturated")
 DEFAULT_P_MIN = 0.85
 DEFAULT_FUNCTION_P_MIN = 0.99
 DEFAULT_QUIET_WIDTH = 1.0
@@ -90,6 +90,121 @@ _BISECTION_STEPS = 32
 _CAMERA_STEPS = 12
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# configuration
+
+_UNIT = {"min": 0.0, "max": 1.0}
+
+
+@dataclass(frozen=True)
+class ArtupConfig:
+    """Every tuning parameter of ARTUP's three stages (what each does: `artup`). Validated on construction, and
+    so by `dataclasses.replace` too: a bad value raises QRInputError naming it. `metadata` holds the inclusive
+    bounds that the validation enforces ("min"/"max"), for front ends that want to show them.
+
+    The binary-stage fields are used only when `artup` encodes and reshuffles `text`; a given code keeps its own
+    version, level, mask and (when it has one) geometry. Their values are checked where they are used
+    (`encode`, `follow_picture`, `make_geometry`)."""
+
+    # binary stage
+    version: int | None = None              # None: the smallest that fits at `ecl`
+    ecl: str = "M"
+    mask: int | None = None                 # None: try all eight
+    module_px: int | None = None            # None: the largest that keeps the image within size_px
+    border: int = 4
+    multiple: int = 8
+    size_px: int = DEFAULT_SIZE_PX
+    priority: str | np.ndarray = "artup"
+    extra_versions: int = 0
+    seed: int = 0
+    # grayscale stage
+    p_min: float | np.ndarray = field(default=DEFAULT_P_MIN, metadata=_UNIT)
+    function_p_min: float = field(default=DEFAULT_FUNCTION_P_MIN, metadata=_UNIT)
+    sigma_s: float = field(default=DEFAULT_SIGMA_S, metadata={"min": 0.0})
+    sigma_t: float = DEFAULT_SIGMA_T
+    window: float = DEFAULT_WINDOW
+    global_weight: float = field(default=DEFAULT_GLOBAL_WEIGHT, metadata=_UNIT)
+    iterations: int = field(default=DEFAULT_ITERATIONS, metadata={"min": 1})
+    adjust: str = "blend"
+    beta_sigma: float | None = None         # None: σ_s for adjust="probability", flat for "blend"
+    markers: str = "crisp"
+    lam: float = field(default=0.8, metadata=_UNIT)
+    include_alignment: bool = True
+    quiet_zone: str = "model"
+    quiet_width: float | None = field(default=DEFAULT_QUIET_WIDTH, metadata={"min": 0.0})  # None: whole border
+    camera_blur: float | None = field(default=DEFAULT_CAMERA_BLUR, metadata={"min": 0.0})   # None: auto
+    init_mix: float = field(default=0.5, metadata=_UNIT)  # T̄'s start: (1 − init_mix)·picture + init_mix·code
+    # colour stage
+    colour: str = "paper"
+
+    def __post_init__(self):
+        for f in fields(self):  # NaN and ±inf pass every comparison below: reject them first, by name
+            value = getattr(self, f.name)
+            if "float" in str(f.type) and value is not None:
+                try:
+                    if isinstance(value, (str, bytes)):
+                        raise TypeError
+                    finite = bool(np.isfinite(np.asarray(value, dtype=np.float64)).all())
+                except (TypeError, ValueError):
+                    raise QRInputError(f"{f.name} must be a number, got {value!r}") from None
+                if not finite:
+                    raise QRInputError(f"{f.name} must be finite, got {_show(value)}")
+        if self.colour not in COLOUR_MODES:
+            raise QRInputError(f"colour {self.colour!r} is not one of {', '.join(COLOUR_MODES)}")
+        self._check_bounds("p_min", float(np.min(self.p_min)), float(np.max(self.p_min)))
+        self._check_bounds("function_p_min")
+        if self.sigma_t <= 0:
+            raise QRInputError(f"sigma_t must be > 0 (the threshold's spread in luminance), got {self.sigma_t}")
+        self._check_bounds("sigma_s", note=" (module units; 0 samples the centre only)")
+        if self.window <= 0:
+            raise QRInputError(f"window must be > 0 modules, got {self.window}")
+        self._check_bounds("global_weight")
+        if self.camera_blur is not None:
+            self._check_bounds("camera_blur", note=" modules (or None for auto)")
+        if self.quiet_width is not None:
+            self._check_bounds("quiet_width", note=" modules (or None for the whole border)")
+        if self.adjust not in ADJUST_MODES:
+            raise QRInputError(f"adjust {self.adjust!r} is not one of {', '.join(ADJUST_MODES)}")
+        if self.markers not in MARKER_MODES:
+            raise QRInputError(f"markers {self.markers!r} is not one of {', '.join(MARKER_MODES)}")
+        if self.quiet_zone not in QUIET_ZONE_MODES:
+            raise QRInputError(f"quiet_zone {self.quiet_zone!r} is not one of {', '.join(QUIET_ZONE_MODES)}")
+        self._check_bounds("iterations")
+        check_lambda(self.lam)
+        self._check_bounds("init_mix")
+
+    def _check_bounds(self, name: str, lo_value=None, hi_value=None, note: str = "") -> None:
+        """The field's metadata bounds, with the message naming it ("x must be in [0, 1], got …")."""
+        value = getattr(self, name)
+        meta = self.__dataclass_fields__[name].metadata
+        lo, hi = meta.get("min"), meta.get("max")
+        lo_value = value if lo_value is None else lo_value
+        hi_value = value if hi_value is None else hi_value
+        if (lo is None or lo_value >= lo) and (hi is None or hi_value <= hi):
+            return
+        bound = f"in [{lo:g}, {hi:g}]" if hi is not None else f"≥ {lo:g}"
+        raise QRInputError(f"{name} must be {bound}{note}, got {_show(value)}")
+
+    def to_dict(self) -> dict:
+        """The fields as a JSON-ready dict (`dataclasses.asdict`, except that a per-module p_min is given as its
+        mean and a priority map as "map")."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}  # asdict would deep-copy a priority map
+        if isinstance(self.priority, np.ndarray):
+            out["priority"] = "map"
+        out["p_min"] = float(np.mean(self.p_min))
+        return out
+
+
+def _show(value) -> str:
+    """A value for a one-line message (an array as its range)."""
+    if isinstance(value, np.ndarray) and value.size > 1:
+        return f"an array from {float(np.min(value))} to {float(np.max(value))}"
+    return str(value.item() if isinstance(value, np.ndarray) else value)
+
+
+DEFAULT_CONFIG = ArtupConfig()
+
+
 def _gauss_blur(g: torch.Tensor, sigma_px: float) -> torch.Tensor:
     """Separable Gaussian blur of an H×W plane (reflected borders)."""
     r = max(1, int(np.ceil(3 * sigma_px)))
@@ -99,44 +214,6 @@ def _gauss_blur(g: torch.Tensor, sigma_px: float) -> torch.Tensor:
     t = torch.nn.functional.pad(g[None, None], (r, r, r, r), mode="reflect")
     t = torch.nn.functional.conv2d(t, k.view(1, 1, 1, -1))
     return torch.nn.functional.conv2d(t, k.view(1, 1, -1, 1))[0, 0]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# colour stage
-
-def match_luminance(rgb: np.ndarray, target: np.ndarray, mode: str = "paper") -> np.ndarray:
-    """ARTUP §4.3: colours (…×3, [0, 1]) moved along their own hue so their Rec.601 luminance equals `target`
-    (…). paper: interpolate towards black to darken and towards white to lighten (eq. 18–23). saturated: to
-    lighten, first scale towards the brightest colour with the same channel ratios (largest channel 1), then mix
-    with white only for what remains. Colours without hue (black) become grey. Returns float32."""
-    if mode not in COLOUR_MODES:
-        raise QRInputError(f"colour mode {mode!r} is not one of {', '.join(COLOUR_MODES)}")
-    c = np.clip(np.asarray(rgb, dtype=np.float64), 0.0, 1.0)
-    t = np.clip(np.asarray(target, dtype=np.float64), 0.0, 1.0)
-    y = c @ LUMA
-    out = c.copy()
-    down = t < y
-    up = t > y
-    # darken: C' = C + k(0 − C), k = (Y* − Y)/(0 − Y)  ⇒  C' = C·Y*/Y
-    out[down] = c[down] * (t[down] / y[down])[..., None]
-    if up.any():
-        cu, yu, tu = c[up], y[up], t[up]
-        if mode == "paper":
-            k = (tu - yu) / np.maximum(1.0 - yu, 1e-12)
-            out[up] = cu + k[..., None] * (1.0 - cu)
-        else:
-            peak = cu.max(axis=-1)
-            has_hue = peak > 1e-9
-            cs = np.where(has_hue[..., None], cu / np.maximum(peak, 1e-9)[..., None], 1.0)  # brightest, same ratios
-            ys = cs @ LUMA
-            scale_only = has_hue & (tu <= ys)
-            res = np.empty_like(cu)
-            res[scale_only] = cu[scale_only] * (tu[scale_only] / yu[scale_only])[..., None]
-            rest = ~scale_only
-            k = (tu[rest] - ys[rest]) / np.maximum(1.0 - ys[rest], 1e-12)
-            res[rest] = cs[rest] + k[..., None] * (1.0 - cs[rest])
-            out[up] = res
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -207,26 +284,18 @@ def _blend_modules(y: torch.Tensor, t: torch.Tensor, light: torch.Tensor, w: tor
     return y + s[..., None, None] * delta
 
 
-def grayscale_stage(y0: np.ndarray, qr: QRCode, *, p_min: float | np.ndarray = DEFAULT_P_MIN,
-                    function_p_min: float = DEFAULT_FUNCTION_P_MIN, sigma_s: float = DEFAULT_SIGMA_S,
-                    sigma_t: float = DEFAULT_SIGMA_T, window: float = DEFAULT_WINDOW,
-                    global_weight: float = DEFAULT_GLOBAL_WEIGHT, iterations: int = DEFAULT_ITERATIONS,
-                    adjust: str = "blend", beta_sigma: float | None = None, markers: str = "crisp",
-                    lam: float = 0.8, include_alignment: bool = True, quiet_zone: str = "model",
-                    quiet_width: float | None = DEFAULT_QUIET_WIDTH, init_mix: float = 0.5,
-                    camera_blur: float | None = DEFAULT_CAMERA_BLUR,
+def grayscale_stage(y0: np.ndarray, qr: QRCode, config: ArtupConfig = DEFAULT_CONFIG, *,
                     progress: Callable[[int, int], None] | None = None) -> GrayscaleResult:
     """ARTUP's grayscale aesthetic code from the picture's luminance `y0` (H×W at `qr.geometry`) and the
-    (reshuffled) code; parameters as in `artup`. Pixels only move towards their module's colour."""
-    if adjust not in ADJUST_MODES:
-        raise QRInputError(f"adjust {adjust!r} is not one of {', '.join(ADJUST_MODES)}")
-    if markers not in MARKER_MODES:
-        raise QRInputError(f"markers {markers!r} is not one of {', '.join(MARKER_MODES)}")
-    if quiet_zone not in QUIET_ZONE_MODES:
-        raise QRInputError(f"quiet_zone {quiet_zone!r} is not one of {', '.join(QUIET_ZONE_MODES)}")
-    if iterations < 1:
-        raise QRInputError(f"iterations must be ≥ 1, got {iterations}")
-    lam = check_lambda(lam)
+    (reshuffled) code; the grayscale fields of `config` as in `artup` (its binary and colour fields are not
+    used). Pixels only move towards their module's colour."""
+    if not isinstance(config, ArtupConfig):
+        raise QRInputError(f"config must be an ArtupConfig, got {type(config).__name__}")
+    c = config
+    p_min, function_p_min, sigma_s, sigma_t, window = c.p_min, c.function_p_min, c.sigma_s, c.sigma_t, c.window
+    global_weight, iterations, adjust, beta_sigma = c.global_weight, c.iterations, c.adjust, c.beta_sigma
+    markers, lam, include_alignment, quiet_zone = c.markers, check_lambda(c.lam), c.include_alignment, c.quiet_zone
+    quiet_width, camera_blur, init_mix = c.quiet_width, c.camera_blur, c.init_mix
     geo = qr.geometry
     if geo is None:
         raise QRInputError("the QR code has no pixel geometry: render it first or attach one")
@@ -357,9 +426,14 @@ class ArtupResult:
     picture: np.ndarray           # H×W×3 float32, the picture fitted to the geometry
     probability: np.ndarray       # (n, n) P(module read correctly) of the grayscale code
     timings: dict[str, float]     # seconds per stage
-    params: dict
+    config: ArtupConfig           # the settings it was made with
     follow: FollowResult | None = None
     grayscale: GrayscaleResult | None = field(default=None, repr=False)
+
+    @property
+    def params(self) -> dict:
+        """`config` as a JSON-ready dict (`ArtupConfig.to_dict`)."""
+        return self.config.to_dict()
 
     @property
     def mean_p(self) -> float:
@@ -391,24 +465,16 @@ def auto_module_px(size: int, border: int, size_px: int) -> int:
     return max(2, int(size_px // (size + 2 * border)))
 
 
-def artup(picture, text: str | None = None, *, qr: QRCode | None = None, version: int | None = None,
-          ecl: str = "M", mask: int | None = None, module_px: int | None = None, border: int = 4,
-          multiple: int = 8, size_px: int = DEFAULT_SIZE_PX, priority: str | np.ndarray = "artup",
-          extra_versions: int = 0, p_min: float | np.ndarray = DEFAULT_P_MIN,
-          function_p_min: float = DEFAULT_FUNCTION_P_MIN, sigma_s: float = DEFAULT_SIGMA_S,
-          sigma_t: float = DEFAULT_SIGMA_T, window: float = DEFAULT_WINDOW,
-          global_weight: float = DEFAULT_GLOBAL_WEIGHT, iterations: int = DEFAULT_ITERATIONS,
-          adjust: str = "blend", beta_sigma: float | None = None, markers: str = "crisp", lam: float = 0.8,
-          include_alignment: bool = True, quiet_zone: str = "model",
-          quiet_width: float | None = DEFAULT_QUIET_WIDTH, camera_blur: float | None = DEFAULT_CAMERA_BLUR,
-          colour: str = "paper", seed: int = 0, progress: Callable[[int, int], None] | None = None) -> ArtupResult:
-    """The ARTUP pipeline on `picture` (H×W×3 float [0, 1] or uint8, any size: cover-fitted to the code).
+def artup(picture, text: str | None = None, *, qr: QRCode | None = None, config: ArtupConfig = DEFAULT_CONFIG,
+          progress: Callable[[int, int], None] | None = None) -> ArtupResult:
+    """The ARTUP pipeline on `picture` (H×W×3 float [0, 1] or uint8, any size: cover-fitted to the code), tuned
+    by `config` (an `ArtupConfig`; its fields below).
 
     Binary stage: `text` is encoded (smallest version at `ecl` unless `version`) and reshuffled towards the
     picture with `follow_picture` (all masks unless `mask`; `extra_versions` larger versions too; `priority`
-    "artup" by default). Or pass `qr`, an already reshuffled code: it is used as is (its geometry, or one made
-    from module_px/border/multiple when it has none). module_px None picks the largest that keeps the image
-    within `size_px`.
+    "artup" by default; `seed` breaks ties). Or pass `qr`, an already reshuffled code: it is used as is (its
+    geometry, or one made from module_px/border/multiple when it has none), and the other binary-stage fields
+    are not used. module_px None picks the largest that keeps the image within `size_px`.
 
     Grayscale stage (the model: `losses.scan_probability`):
       p_min           required P(module read correctly) for data modules — a number, or an (n, n) array (eq. 24's
@@ -423,8 +489,9 @@ def artup(picture, text: str | None = None, *, qr: QRCode | None = None, version
                       σ `beta_sigma` (default σ_s), which darkens/lightens module centres first (dots).
                       "blend" (default, ours): blend each failing module with its colour by the smallest factor
                       that meets p_min, with the shape β (default flat): same robustness, higher SSIM measured.
-      markers         "crisp" finders, separators and alignment patterns in pure black/white; "harmonize"
-                      Face2QR's clamp with `lam` (`qr.markers`); "model" like any other module.
+      markers         "crisp" finders, separators and alignment patterns (`include_alignment`) in pure
+                      black/white; "harmonize" Face2QR's clamp with `lam` (`art.markers`); "model" like any other
+                      module.
       quiet_zone      "model": light, per pixel P ≥ p_min; "white"; "picture": untouched. Only the `quiet_width`
                       modules next to the symbol (default 1; None = the whole border) — the rest of the border
                       keeps the picture (ours: the suite scans as well with 1 module as with 4).
@@ -432,31 +499,17 @@ def artup(picture, text: str | None = None, *, qr: QRCode | None = None, version
                       blending failing modules further. None (default) = 0.003 × the modules across the image
                       (a fixed optical blur of 0.3 % of the code's width: 0.14 module at v5, 0.2 at v10); 0 = off
                       (the paper's model, which reads the printed pixels).
+      init_mix        the expected threshold starts from (1 − init_mix)·picture + init_mix·binary code.
     Colour stage: `colour` "paper" or "saturated" (see `match_luminance`).
 
     `progress(done, total)` is called after the binary stage, every threshold iteration and the colour stage.
     """
-    if colour not in COLOUR_MODES:
-        raise QRInputError(f"colour {colour!r} is not one of {', '.join(COLOUR_MODES)}")
-    if not (0.0 <= float(np.min(p_min)) and float(np.max(p_min)) <= 1.0):
-        raise QRInputError(f"p_min must be in [0, 1], got {p_min}")
-    if not 0.0 <= function_p_min <= 1.0:
-        raise QRInputError(f"function_p_min must be in [0, 1], got {function_p_min}")
-    if sigma_t <= 0:
-        raise QRInputError(f"sigma_t must be > 0 (the threshold's spread in luminance), got {sigma_t}")
-    if sigma_s < 0:
-        raise QRInputError(f"sigma_s must be ≥ 0 (module units; 0 samples the centre only), got {sigma_s}")
-    if window <= 0:
-        raise QRInputError(f"window must be > 0 modules, got {window}")
-    if not 0.0 <= global_weight <= 1.0:
-        raise QRInputError(f"global_weight must be in [0, 1], got {global_weight}")
-    if camera_blur is not None and camera_blur < 0:
-        raise QRInputError(f"camera_blur must be ≥ 0 modules (or None for auto), got {camera_blur}")
-    if quiet_width is not None and quiet_width < 0:
-        raise QRInputError(f"quiet_width must be ≥ 0 modules (or None for the whole border), got {quiet_width}")
-    total = iterations + 2
+    if not isinstance(config, ArtupConfig):
+        raise QRInputError(f"config must be an ArtupConfig, got {type(config).__name__}")
+    cfg = config
+    total = cfg.iterations + 2
     report = (lambda done: progress(done, total)) if progress is not None else (lambda done: None)
-    src = _as_float_image(picture, "picture")
+    src = to_float_rgb(picture, "picture")
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -464,76 +517,74 @@ def artup(picture, text: str | None = None, *, qr: QRCode | None = None, version
     if qr is None:
         if not text:
             raise QRInputError("give the text to encode or an already reshuffled QR code")
-        first = version if version is not None else encode(text, ecl=ecl, mask=0).version
-        mpx = module_px if module_px is not None else auto_module_px(17 + 4 * first, border, size_px)
-        follow = follow_picture(text, src, version=first, ecl=ecl, mask=mask, extra_versions=extra_versions,
-                                module_px=mpx, border=border, multiple=multiple, priority=priority, seed=seed)
+        first = cfg.version if cfg.version is not None else encode(text, ecl=cfg.ecl, mask=0).version
+        mpx = cfg.module_px if cfg.module_px is not None else auto_module_px(17 + 4 * first, cfg.border, cfg.size_px)
+        follow = follow_picture(text, src, version=first, ecl=cfg.ecl, mask=cfg.mask,
+                                extra_versions=cfg.extra_versions, module_px=mpx, border=cfg.border,
+                                multiple=cfg.multiple, priority=cfg.priority, seed=cfg.seed)
         code = follow.qr
     else:
         if not isinstance(qr, QRCode):
             raise QRInputError(f"qr must be a QRCode, got {type(qr).__name__}")
         code = qr
         if code.geometry is None:
-            mpx = module_px if module_px is not None else auto_module_px(code.size, border, size_px)
-            code = code.with_geometry(make_geometry(code.size, mpx, border, multiple))
+            mpx = cfg.module_px if cfg.module_px is not None else auto_module_px(code.size, cfg.border, cfg.size_px)
+            code = code.with_geometry(make_geometry(code.size, mpx, cfg.border, cfg.multiple))
     geo = code.geometry
     timings["binary"] = time.perf_counter() - t0
     report(1)
 
     t0 = time.perf_counter()
-    fitted = fit_to_geometry(src, geo)
+    fitted = fit(src, geo)
     y0 = luminance(fitted)
-    gs = grayscale_stage(y0, code, p_min=p_min, function_p_min=function_p_min, sigma_s=sigma_s, sigma_t=sigma_t,
-                         window=window, global_weight=global_weight, iterations=iterations, adjust=adjust,
-                         beta_sigma=beta_sigma, markers=markers, lam=lam, include_alignment=include_alignment,
-                         quiet_zone=quiet_zone, quiet_width=quiet_width, camera_blur=camera_blur,
-                         progress=lambda done, _total: report(1 + done))
+    gs = grayscale_stage(y0, code, cfg, progress=lambda done, _total: report(1 + done))
     timings["grayscale"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     out = fitted.copy()
     moved = np.abs(gs.gray - y0) > 1e-6
-    out[moved] = match_luminance(fitted[moved], gs.gray[moved], colour)
+    out[moved] = match_luminance(fitted[moved], gs.gray[moved], cfg.colour)
     timings["colour"] = time.perf_counter() - t0
     timings["total"] = timings["binary"] + timings["grayscale"] + timings["colour"]
     report(total)
-    params = {"p_min": float(np.mean(p_min)), "function_p_min": function_p_min, "sigma_s": sigma_s,
-              "sigma_t": sigma_t, "window": window, "global_weight": global_weight, "iterations": iterations,
-              "adjust": adjust, "beta_sigma": beta_sigma, "markers": markers, "lam": lam,
-              "quiet_zone": quiet_zone, "quiet_width": quiet_width, "camera_blur": camera_blur, "colour": colour}
-    return ArtupResult(out, code, gs.gray, fitted, gs.probability, timings, params, follow, gs)
+    return ArtupResult(out, code, gs.gray, fitted, gs.probability, timings, cfg, follow, gs)
 
 
 ESCALATE_P_MIN = (0.9, 0.95, 0.98, 0.995)
 
 
-def artup_until_scans(picture, text: str | None = None, *, p_min: float = DEFAULT_P_MIN,
-                      camera_ssr: float = 0.95, decoders=("zxing", "wechat"), **kwargs) -> tuple[ArtupResult, list]:
+def artup_until_scans(picture, text: str | None = None, *, qr: QRCode | None = None,
+                      config: ArtupConfig = DEFAULT_CONFIG, camera_ssr: float = 0.95,
+                      decoders=("zxing", "wechat"),
+                      progress: Callable[[int, int], None] | None = None) -> tuple[ArtupResult, list]:
     """ARTUP, then let the verifier decide: while the clean output does not decode with every decoder, or the
-    camera views fall below `camera_ssr`, run the grayscale and colour stages again with a higher p_min (the
-    reshuffled code is kept). The model's threshold is an estimate of a scanner's; at small module sizes real
-    binarisers disagree with it (seen: coffee, v3 at 8 px/module, zxing misread until p_min 0.95).
-    Returns the first result that passes (or the most robust one) and one record per attempt."""
-    from .camera import run_suite
-    from .decoders import decode
+    camera views fall below `camera_ssr`, run the grayscale and colour stages again with a higher p_min
+    (`dataclasses.replace(config, p_min=…)`, each of ESCALATE_P_MIN above config.p_min in turn). The retries
+    are given the first attempt's code, so the reshuffle is not rerun and its geometry is kept (the binary-stage
+    fields of `config` go unused then). The model's threshold is an estimate of a scanner's; at small module
+    sizes real binarisers disagree with it (seen: coffee, v3 at 8 px/module, zxing misread until p_min 0.95).
+    Returns the first result that passes (or the most robust one) and one record per attempt; `progress` is
+    passed to every attempt's `artup`."""
+    from ..scan.camera import run_suite
+    from ..scan.decoders import decode
 
+    if not isinstance(config, ArtupConfig):
+        raise QRInputError(f"config must be an ArtupConfig, got {type(config).__name__}")
     attempts, best = [], None
-    schedule = [p_min] + [p for p in ESCALATE_P_MIN if p > p_min]
+    schedule = [config.p_min] + [p for p in ESCALATE_P_MIN if p > float(np.max(config.p_min))]
     for step, level in enumerate(schedule):
-        result = artup(picture, text, p_min=level, **kwargs)
+        cfg = config if step == 0 else replace(config, p_min=level)
+        result = artup(picture, text, qr=qr, config=cfg, progress=progress)
         clean = decode(result.image, decoders, expected=result.qr.payload)
         ssr = run_suite(result.image, result.qr.payload, decoders, groups=("camera",), qr=result.qr).ssr
         reads = all(r.match for r in clean.values())
         worst = min(ssr.values()) if ssr else 0.0
-        attempts.append({"p_min": level, "clean_decode": reads, "camera_ssr": {k: round(v, 3) for k, v in ssr.items()}})
+        attempts.append({"p_min": result.params["p_min"], "clean_decode": reads,
+                         "camera_ssr": {k: round(v, 3) for k, v in ssr.items()}})
         score = (reads, worst)
         if best is None or score > best[0]:
             best = (score, result)
         if reads and worst >= camera_ssr:
             break
-        if step == 0:  # keep the reshuffled code and its geometry for the retries
-            kwargs = {k: v for k, v in kwargs.items() if k not in ("version", "ecl", "mask", "extra_versions",
-                                                                      "priority", "module_px", "border",
-                                                                      "multiple", "size_px")}
-            kwargs["qr"], text = result.qr, None
+        qr, text = result.qr, None  # the retries keep the reshuffled code and its geometry
     return best[1], attempts

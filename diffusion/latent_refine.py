@@ -25,15 +25,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..qr.analysis import analyze
+from ..art.markers import harmonize_markers
+from ..losses.adaptive import AdaptiveConfig, adaptive_code_loss
+from ..losses.grid import fit_tensor
+from ..losses.perceptual import VGGFeatures, fidelity_loss, pixel_loss, ssim_loss, w2_content_loss
+from ..losses.srl import SRLConfig, srl, srl_variant
 from ..qr.code import QRCode
-from ..qr.decoders import decode
-from ..qr.markers import harmonize_markers
-from .adaptive import AdaptiveConfig, adaptive_code_loss
+from ..scan.analysis import analyze
+from ..scan.decoders import decode
 from .frozen import grad_mode
-from .guidance import clamp_straight_through, face_module_mask, fit_image, to_numpy_image
-from .perceptual import VGGFeatures, fidelity_loss, pixel_loss, ssim_loss, w2_content_loss
-from .srl import SRLConfig, srl, srl_variant
+from .guidance import clamp_straight_through, face_module_mask, to_numpy_image
 
 METHODS = ("sr_mpgd", "idse")
 DEFAULTS = {"sr_mpgd": {"step": 1000.0, "fidelity_weight": 0.01, "iterations": 100},
@@ -109,8 +110,8 @@ class _Objective:
     def __init__(self, qr: QRCode, cfg: LatentRefineConfig, reference: torch.Tensor, blueprint, face, vgg):
         self.qr, self.cfg, self.vgg = qr, cfg, vgg
         self.size = tuple(qr.geometry.image_size)
-        self.reference = fit_image(reference.detach().float(), self.size)
-        self.blueprint = None if blueprint is None else fit_image(blueprint.detach().float(), self.size)
+        self.reference = fit_tensor(reference.detach().float(), self.size)
+        self.blueprint = None if blueprint is None else fit_tensor(blueprint.detach().float(), self.size)
         self.face = None if face is None else face_module_mask(face, qr, cfg.face_coverage)
         self.weight = cfg.resolved("fidelity_weight")
 
@@ -158,7 +159,7 @@ def refine_latent(latent: torch.Tensor, decoder: Callable[[torch.Tensor], torch.
     with grad_mode():
         z = latent.detach().clone().float().requires_grad_(True)
         with torch.no_grad():
-            start = fit_image(decoder(z), size).clamp(0, 1)
+            start = fit_tensor(decoder(z), size).clamp(0, 1)
         objective = _Objective(qr, cfg, start if reference is None else reference, blueprint, face, vgg)
         optimiser = torch.optim.Adam([z], lr=step) if cfg.method == "idse" else None
         best_z = z.detach().clone()
@@ -167,7 +168,7 @@ def refine_latent(latent: torch.Tensor, decoder: Callable[[torch.Tensor], torch.
         done = 0
         while not best.passed and done < iterations:
             done += 1
-            image = clamp_straight_through(fit_image(decoder(z), size))
+            image = clamp_straight_through(fit_tensor(decoder(z), size))
             loss = objective(image)
             (grad,) = torch.autograd.grad(loss, z)
             check = preview = None

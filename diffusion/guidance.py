@@ -17,7 +17,7 @@ through the diffusion model, ∇_x L = (∂x̂0/∂x)ᵀ ∇_{x̂0} L, costs a b
 so λ values mean the same in both modes (at large σ the step is ∇_{x̂0} L itself, as in GladCoder).
 
 ECC gate (Appendix C): a step is skipped for an image whose prediction already reads with every RS block inside
-its correction capacity (`qr.analysis.analyze(...).decodable`), since guidance there only costs picture quality.
+its correction capacity (`scan.analysis.analyze(...).decodable`), since guidance there only costs picture quality.
 """
 
 from __future__ import annotations
@@ -26,14 +26,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..qr.analysis import analyze
+from ..losses.adaptive import face_modules
+from ..losses.grid import fit_tensor, geometry_of
+from ..losses.perceptual import VGGFeatures, fidelity_loss
+from ..losses.srl import SRLConfig, srl, srl_variant
 from ..qr.code import QRCode
-from .adaptive import face_modules
-from .grid import geometry_of
-from .perceptual import VGGFeatures, fidelity_loss
-from .srl import SRLConfig, srl, srl_variant
+from ..scan.analysis import analyze
 
 MODES = ("x0", "xt")
 
@@ -62,19 +61,6 @@ def clamp_straight_through(image: torch.Tensor) -> torch.Tensor:
     return image + (image.clamp(0, 1) - image).detach()
 
 
-def fit_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resample B×3×H×W to `size` (W, H) differentiably; the aspect ratio must match (within a pixel), since a
-    stretched picture would move every module off the code's grid."""
-    w, h = size
-    ih, iw = image.shape[-2:]
-    if (iw, ih) == (w, h):
-        return image
-    if abs(iw * h - ih * w) > max(w, h, iw, ih):
-        raise ValueError(f"the decoded image is {iw}×{ih} but the code is {w}×{h} (another aspect ratio): make the "
-                         f"latent {w}×{h} pixels (AQR_Encode's blueprint size) or a uniform scale of it")
-    return F.interpolate(image, size=(h, w), mode="bilinear", align_corners=False, antialias=iw > w)
-
-
 def batch_item(t: torch.Tensor | None, index: int) -> torch.Tensor | None:
     """Item `index` of a batch as a batch of one; a batch of one serves every index (one reference, many images)."""
     return None if t is None else t[min(index, t.shape[0] - 1)][None]
@@ -84,7 +70,7 @@ def face_module_mask(mask: torch.Tensor, qr: QRCode, coverage: float) -> torch.T
     """B×n×n bool: the modules a picture-space face mask (H×W or B×H×W, same aspect as the code) covers at least
     `coverage` of, once resampled onto the code's geometry."""
     m = mask.detach().float()
-    m = fit_image(m.reshape(-1, 1, *m.shape[-2:]), tuple(geometry_of(qr).image_size))[:, 0]
+    m = fit_tensor(m.reshape(-1, 1, *m.shape[-2:]), tuple(geometry_of(qr).image_size))[:, 0]
     return face_modules(m, qr, coverage=coverage)
 
 
@@ -108,7 +94,7 @@ class ScanObjective:
         self.geometry = geometry_of(qr)
         self.size = tuple(self.geometry.image_size)
         self.vgg = vgg
-        self.reference = None if reference is None else fit_image(reference.detach().float(), self.size)
+        self.reference = None if reference is None else fit_tensor(reference.detach().float(), self.size)
         self.module_weight = None
         if face_mask is not None:
             face = face_module_mask(face_mask, qr, self.config.face_coverage)
@@ -149,7 +135,7 @@ def x0_gradients(x0: torch.Tensor, to_vae_latent, decoder, objective: ScanObject
     results = []
     for i in range(x0.shape[0]):
         xi = x0[i:i + 1].detach().clone().to(torch.promote_types(x0.dtype, torch.float32)).requires_grad_(True)
-        image = clamp_straight_through(fit_image(decoder(to_vae_latent(xi)), objective.size))
+        image = clamp_straight_through(fit_tensor(decoder(to_vae_latent(xi)), objective.size))
         if gate and objective.reads(image):
             results.append(ItemGradient(None, None, {}, True))
             continue

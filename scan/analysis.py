@@ -34,24 +34,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .code import Geometry, QRCode
+from ..qr.code import Geometry, QRCode
+from ..qr.pixels import luminance, module_centres, pixel_modules, require_geometry, to_float_rgb
 
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-FUNCTION_KINDS = ("finder", "separator", "timing", "alignment", "format", "version", "dark_module")
 FORMAT_CORRECTABLE_BITS = 3   # BCH(15,5) and BCH(18,6) both correct 3 bit errors
-
-
-def luminance(image) -> np.ndarray:
-    """Float32 H×W luminance in [0, 1] from float [0,1] or uint8, gray or RGB(A)."""
-    a = np.asarray(image)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    scale = np.float32(1 / 255) if a.dtype == np.uint8 else np.float32(1)
-    if a.ndim == 3:
-        return (a[:, :, :3].astype(np.float32) @ LUMA) * scale
-    if a.ndim == 2:
-        return a.astype(np.float32) * scale
-    raise ValueError(f"image has shape {a.shape}; expected H×W or H×W×C")
 
 
 def _integral(lum: np.ndarray) -> np.ndarray:
@@ -164,24 +150,13 @@ class ModuleAnalysis:
         return out
 
 
-def _module_grid(geometry: Geometry, shape, n: int, pad: int):
-    """Pixel pitch/origin for this image and the module centres for indices −pad … n+pad−1."""
-    h, w = shape
-    sx = w / geometry.image_size[0]
-    sy = h / geometry.image_size[1]
-    px, py = geometry.module_px * sx, geometry.module_px * sy
-    ox, oy = geometry.origin[0] * sx, geometry.origin[1] * sy
-    idx = np.arange(-pad, n + pad)
-    return px, py, ox + (idx + 0.5) * px, oy + (idx + 0.5) * py
-
-
 def sample_modules(lum: np.ndarray, geometry: Geometry, n: int, pad: int = 0, window: float = 7.0,
                    ii: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(centre samples, local-window means) for an (n+2·pad)² grid of modules, vectorised via an integral image.
     Modules whose centre square falls outside the image get NaN."""
     h, w = lum.shape
     ii = _integral(lum) if ii is None else ii
-    px, py, cx, cy = _module_grid(geometry, (h, w), n, pad)
+    px, py, cx, cy = module_centres(geometry, (h, w), n, pad)
     sw, sh = max(1, int(round(px / 3))), max(1, int(round(py / 3)))
     x0 = np.floor(cx - sw / 2 + 0.5).astype(np.int64)
     y0 = np.floor(cy - sh / 2 + 0.5).astype(np.int64)
@@ -287,25 +262,30 @@ RED = np.array([1.0, 0.1, 0.1], dtype=np.float32)
 def error_heatmap(image, wrong: np.ndarray, geometry: Geometry, n: int | None = None, dim: float = 0.45,
                   alpha_ok: float = 0.35, alpha_bad: float = 0.75) -> np.ndarray:
     """H×W×3 float32: the picture dimmed, correct modules tinted green, wrong ones red (quiet zone untinted)."""
-    a = np.asarray(image)
-    rgb = a.astype(np.float32) * (np.float32(1 / 255) if a.dtype == np.uint8 else np.float32(1))
-    if rgb.ndim == 3 and rgb.shape[2] == 1:
-        rgb = rgb[:, :, 0]
-    if rgb.ndim == 2:
-        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
-    rgb = rgb[:, :, :3]
-    h, w = rgb.shape[:2]
+    rgb = to_float_rgb(image)
     n = wrong.shape[0] if n is None else n
-    sx, sy = w / geometry.image_size[0], h / geometry.image_size[1]
-    col = np.floor((np.arange(w) + 0.5 - geometry.origin[0] * sx) / (geometry.module_px * sx)).astype(np.int64)
-    row = np.floor((np.arange(h) + 0.5 - geometry.origin[1] * sy) / (geometry.module_px * sy)).astype(np.int64)
-    # a state grid with a ring of "outside" (0) around the symbol: 1 correct, 2 wrong
-    grid = np.zeros((n + 2, n + 2), np.int8)
-    grid[1:-1, 1:-1] = np.where(wrong, 2, 1)
-    state = grid[np.clip(row + 1, 0, n + 1)[:, None], np.clip(col + 1, 0, n + 1)[None, :]]
+    row, col = pixel_modules(rgb.shape[:2], geometry, n)
+    # 0 outside the symbol, 1 correct, 2 wrong
+    state = np.where((row >= 0) & (col >= 0), np.where(wrong, 2, 1)[np.maximum(row, 0), np.maximum(col, 0)], 0)
     alpha = np.array([0.0, alpha_ok, alpha_bad], np.float32)
     keep = (np.float32(dim) * (1 - alpha))[state]                                  # H×W
     add = (np.stack([np.zeros(3, np.float32), GREEN, RED]) * alpha[:, None])[state]  # H×W×3
     out = rgb * keep[:, :, None]
     out += add
     return np.clip(out, 0, 1, out=out)
+
+
+def probability_heatmap(picture: np.ndarray, prob: np.ndarray, qr, dim: float = 0.45,
+                        alpha: float = 0.6) -> np.ndarray:
+    """H×W×3: the picture dimmed, each module tinted from red (P = 0) through yellow to green (P = 1); the quiet
+    zone is left dimmed. Works on the picture at any uniform scale of the code's geometry."""
+    picture = to_float_rgb(picture)
+    row, col = pixel_modules(picture.shape[:2], require_geometry(qr), qr.size)
+    inside = (row >= 0) & (col >= 0)
+    p = np.clip(prob, 0.0, 1.0)[np.where(inside, row, 0), np.where(inside, col, 0)]
+    # red → yellow → green: through the brighter middle so mid probabilities stand out
+    tint = np.where((p < 0.5)[..., None], RED + (2 * p)[..., None] * (np.array([1.0, 0.85, 0.1]) - RED),
+                    np.array([1.0, 0.85, 0.1]) + (2 * p - 1)[..., None] * (GREEN - np.array([1.0, 0.85, 0.1])))
+    a = np.where(inside, alpha, 0.0)[..., None]
+    out = picture * dim * (1 - a) + tint * a
+    return np.clip(out, 0.0, 1.0).astype(np.float32)

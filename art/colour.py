@@ -1,0 +1,48 @@
+"""Colour with the luminance changed and the hue kept (ARTUP §4.3): every model-free stage that edits luminance
+ends here, so the picture keeps its colours."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..qr.errors import QRInputError
+from ..qr.pixels import LUMA
+
+__all__ = ["COLOUR_MODES", "match_luminance"]
+
+COLOUR_MODES = ("paper", "saturated")
+
+
+def match_luminance(rgb: np.ndarray, target: np.ndarray, mode: str = "paper") -> np.ndarray:
+    """ARTUP §4.3: colours (…×3, [0, 1]) moved along their own hue so their Rec.601 luminance equals `target`
+    (…). paper: interpolate towards black to darken and towards white to lighten (eq. 18–23). saturated: to
+    lighten, first scale towards the brightest colour with the same channel ratios (largest channel 1), then mix
+    with white only for what remains. Colours without hue (black) become grey. Returns float32."""
+    if mode not in COLOUR_MODES:
+        raise QRInputError(f"colour mode {mode!r} is not one of {', '.join(COLOUR_MODES)}")
+    c = np.clip(np.asarray(rgb, dtype=np.float64), 0.0, 1.0)
+    t = np.clip(np.asarray(target, dtype=np.float64), 0.0, 1.0)
+    y = c @ LUMA
+    out = c.copy()
+    down = t < y
+    up = t > y
+    # darken: C' = C + k(0 − C), k = (Y* − Y)/(0 − Y)  ⇒  C' = C·Y*/Y
+    out[down] = c[down] * (t[down] / y[down])[..., None]
+    if up.any():
+        cu, yu, tu = c[up], y[up], t[up]
+        if mode == "paper":
+            k = (tu - yu) / np.maximum(1.0 - yu, 1e-12)
+            out[up] = cu + k[..., None] * (1.0 - cu)
+        else:
+            peak = cu.max(axis=-1)
+            has_hue = peak > 1e-9
+            cs = np.where(has_hue[..., None], cu / np.maximum(peak, 1e-9)[..., None], 1.0)  # brightest, same ratios
+            ys = cs @ LUMA
+            scale_only = has_hue & (tu <= ys)
+            res = np.empty_like(cu)
+            res[scale_only] = cu[scale_only] * (tu[scale_only] / yu[scale_only])[..., None]
+            rest = ~scale_only
+            k = (tu[rest] - ys[rest]) / np.maximum(1.0 - ys[rest], 1e-12)
+            res[rest] = cs[rest] + k[..., None] * (1.0 - cs[rest])
+            out[up] = res
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
