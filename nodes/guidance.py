@@ -154,5 +154,8 @@ class AQRGuidanceReport(io.ComfyNode):
 
     @classmethod
     def execute(cls, guidance_log, samples) -> io.NodeOutput:
+        if not isinstance(guidance_log, GuidanceLog):
+            raise ValueError(f"AQR_GuidanceReport: guidance_log must be AQR_ScanGuidance's guidance_log output, "
+                             f"got {type(guidance_log).__name__}")
         report = guidance_log.summary()
         return io.NodeOutput(samples, report, ui={"text": (report,)})

@@ -95,6 +95,9 @@ class AQRLatentRefine(io.ComfyNode):
         if qr_code.geometry is None:
             raise ValueError("AQR_LatentRefine: the QR_CODE has no geometry; take it from AQR_Encode or "
                              "AQR_Reshuffle")
+        if getattr(vae, "first_stage_model", None) is None:
+            raise ValueError("AQR_LatentRefine: this VAE has no weights (the checkpoint holds no VAE?): load one "
+                             "with VAELoader")
         latents = samples["samples"]
         if latents.dim() != 4:
             raise ValueError(f"AQR_LatentRefine: expected an image latent [batch, channels, h, w], got "

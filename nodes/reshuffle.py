@@ -101,7 +101,7 @@ class AQRReshuffle(io.ComfyNode):
                                     fixed=fixed, dont_care=dont_care, url_fragment=url_fragment, seed=seed,
                                     progress=lambda done, total: bar.update_absolute(done, total), **settings)
             geo = result.qr.geometry
-            blueprint, _ = render(result.qr, geo.module_px, geo.border, style)
+            blueprint, _ = render(result.qr, geo.module_px, geo.border, style, multiple=source.multiple)
         except QRInputError as err:
             raise ValueError(f"AQR_Reshuffle: {err}") from None
         target = module_image(1.0 - result.target.astype("float32"), result.qr, geo)[..., None].repeat(3, -1)
