@@ -70,7 +70,7 @@ from ..losses.scan_probability import (
 )
 from ..qr.code import QRCode, encode
 from ..qr.errors import QRInputError
-from ..qr.pixels import fit, luminance, to_float_rgb
+from ..qr.pixels import fit, luminance, require_geometry, to_float_rgb
 from ..qr.render import make_geometry
 from .colour import COLOUR_MODES, match_luminance
 from .follow import FollowResult, follow_picture
@@ -296,9 +296,7 @@ def grayscale_stage(y0: np.ndarray, qr: QRCode, config: ArtupConfig = DEFAULT_CO
     global_weight, iterations, adjust, beta_sigma = c.global_weight, c.iterations, c.adjust, c.beta_sigma
     markers, lam, include_alignment, quiet_zone = c.markers, check_lambda(c.lam), c.include_alignment, c.quiet_zone
     quiet_width, camera_blur, init_mix = c.quiet_width, c.camera_blur, c.init_mix
-    geo = qr.geometry
-    if geo is None:
-        raise QRInputError("the QR code has no pixel geometry: render it first or attach one")
+    geo = require_geometry(qr)
     n, p = qr.size, geo.module_px
     x0, yo = geo.origin
     side = n * p

@@ -22,7 +22,7 @@ import numpy as np
 from ..qr.code import Geometry, QRCode
 from ..qr.errors import QRInputError
 from ..qr.optional import opencv
-from ..qr.pixels import LUMA, fit, luminance, module_means, require_geometry, symbol_pixels, to_float_rgb
+from ..qr.pixels import LUMA, fit, luminance, module_grid, module_means, require_geometry, symbol_pixels, to_float_rgb
 
 PRIORITY_MODES = ("qart", "artup", "uniform")
 ARTUP_WEIGHTS = (0.67, 0.23, 0.10)  # edges, saliency, centre (ARTUP §4.1.3)
@@ -272,20 +272,13 @@ def code_layers(qr: QRCode, core_ratio: float) -> tuple[np.ndarray, np.ndarray, 
     """Per pixel of the geometry: (inside the symbol, in a module core, in a function module, code luminance
     1 − bit). The core is the centred u × u square, offset (p − u) // 2, as in `render(style='centre-square')`."""
     geo = qr.geometry
-    w, h = geo.image_size
     p = geo.module_px
-    ys = np.arange(h) - geo.origin[1]
-    xs = np.arange(w) - geo.origin[0]
-    row, col = ys // p, xs // p
-    row_ok, col_ok = (row >= 0) & (row < qr.size), (col >= 0) & (col < qr.size)
-    inside = row_ok[:, None] & col_ok[None, :]
+    row, col, dy, dx = module_grid(geo, qr.size)
+    inside = (row >= 0) & (col >= 0)
     u = core_size(p, core_ratio)
     lo = (p - u) // 2
-    in_core_y = ((ys % p) >= lo) & ((ys % p) < lo + u)
-    in_core_x = ((xs % p) >= lo) & ((xs % p) < lo + u)
-    core = inside & in_core_y[:, None] & in_core_x[None, :]
-    rr = np.where(row_ok, row, 0)[:, None]
-    cc = np.where(col_ok, col, 0)[None, :]
+    core = inside & (dy >= lo) & (dy < lo + u) & (dx >= lo) & (dx < lo + u)
+    rr, cc = np.maximum(row, 0), np.maximum(col, 0)
     function = inside & qr.function_mask[rr, cc]
     code = np.where(inside, 1.0 - qr.matrix[rr, cc].astype(np.float32), 1.0).astype(np.float32)
     return inside, core, function, code

@@ -21,7 +21,7 @@ from ..losses.grid import luminance
 from ..losses.perceptual import VGGFeatures, fidelity_loss
 from ..losses.srl import srl
 from ..qr.code import QRCode
-from ..qr.pixels import fit
+from ..qr.pixels import fit, pixel_modules
 from ..scan.camera import run_suite
 from ..scan.decoders import DEFAULT_DECODERS
 from .markers import harmonize_markers
@@ -121,8 +121,5 @@ def _optimise(picture, qr, cfg, vgg, progress) -> PixelRefineResult:
 
 def _symbol_mask(qr: QRCode, shape) -> np.ndarray:
     """H×W bool: the pixels of the symbol itself (the quiet zone around it is made white)."""
-    geo = qr.geometry
-    h, w = shape
-    ys, xs = np.arange(h) - geo.origin[1], np.arange(w) - geo.origin[0]
-    side = qr.size * geo.module_px
-    return ((ys >= 0) & (ys < side))[:, None] & ((xs >= 0) & (xs < side))[None, :]
+    row, col = pixel_modules(shape, qr.geometry, qr.size)
+    return (row >= 0) & (col >= 0)

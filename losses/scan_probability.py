@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from ..qr.code import Geometry, QRCode
+from ..qr.pixels import module_grid
 from .grid import gaussian_weights, geometry_of, luminance, symbol_blocks
 
 DEFAULT_SIGMA_S = 1 / 3    # module units: the sampled point's spread around the module centre
@@ -154,18 +155,9 @@ def sampling_weights(module_px: int, sigma_s: float, device=None, dtype=torch.fl
 def light_map(qr: QRCode, geometry: Geometry | None = None, device=None) -> torch.Tensor:
     """H×W bool, the wanted colour of every pixel: light for light modules and the quiet zone, dark for dark
     modules."""
-    geo = geometry_of(qr, geometry)
-    w, h = geo.image_size
-    p = geo.module_px
-    ys = torch.arange(h, device=device) - geo.origin[1]
-    xs = torch.arange(w, device=device) - geo.origin[0]
-    row = torch.div(ys, p, rounding_mode="floor")
-    col = torch.div(xs, p, rounding_mode="floor")
-    inside = ((row >= 0) & (row < qr.size))[:, None] & ((col >= 0) & (col < qr.size))[None, :]
-    dark = torch.as_tensor(qr.matrix.astype(bool), device=device)
-    rr = row.clamp(0, qr.size - 1)[:, None].expand(h, w)
-    cc = col.clamp(0, qr.size - 1)[None, :].expand(h, w)
-    return ~(inside & dark[rr, cc])
+    row, col, _, _ = module_grid(geometry_of(qr, geometry), qr.size)
+    dark = (row >= 0) & (col >= 0) & qr.matrix.astype(bool)[np.maximum(row, 0), np.maximum(col, 0)]
+    return torch.from_numpy(~dark).to(device)
 
 
 # ---------------------------------------------------------------------------------------------------------------

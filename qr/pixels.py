@@ -21,7 +21,7 @@ from .code import Geometry, QRCode
 from .errors import QRInputError
 from .optional import opencv
 
-__all__ = ["LUMA", "cover_crop", "fit", "load_picture", "luminance", "module_centres", "module_coverage",
+__all__ = ["LUMA", "cover_crop", "fit", "load_picture", "luminance", "module_centres", "module_coverage", "module_grid",
            "module_means", "picture_modules", "pixel_modules", "require_geometry", "require_same_aspect",
            "symbol_pixels", "to_float_rgb", "to_gray_u8", "to_uint8"]
 
@@ -138,6 +138,17 @@ def pixel_modules(shape: tuple[int, int], geometry: Geometry, n: int) -> tuple[n
     row[(row < 0) | (row >= n)] = -1
     col[(col < 0) | (col >= n)] = -1
     return np.broadcast_to(row[:, None], (h, w)), np.broadcast_to(col[None, :], (h, w))
+
+
+def module_grid(geometry: Geometry, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per pixel of the geometry's own image: (module row, module col, −1 outside the symbol; row and column of the
+    pixel inside its module)."""
+    w, h = geometry.image_size
+    row, col = pixel_modules((h, w), geometry, n)
+    p = geometry.module_px
+    dy = np.broadcast_to(((np.arange(h) - geometry.origin[1]) % p)[:, None], (h, w))
+    dx = np.broadcast_to(((np.arange(w) - geometry.origin[0]) % p)[None, :], (h, w))
+    return row, col, dy, dx
 
 
 def module_centres(geometry: Geometry, shape: tuple[int, int], n: int, pad: int = 0):

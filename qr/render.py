@@ -6,6 +6,7 @@ import numpy as np
 
 from .code import Geometry, QRCode
 from .errors import QRInputError
+from .pixels import module_grid
 
 STYLES = ("plain", "centre-square", "dots")
 MAX_IMAGE_PX = 8192
@@ -29,21 +30,9 @@ def make_geometry(size: int, module_px: int, border: int, multiple: int = 1) -> 
     return Geometry(int(module_px), int(border), (offset, offset), (padded, padded))
 
 
-def _module_grid(qr: QRCode, geo: Geometry) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel: module row/col index (−1 outside the symbol), and position inside the module."""
-    w, h = geo.image_size
-    ys = np.arange(h) - geo.origin[1]
-    xs = np.arange(w) - geo.origin[0]
-    row, col = ys // geo.module_px, xs // geo.module_px
-    row = np.where((row >= 0) & (row < qr.size), row, -1)
-    col = np.where((col >= 0) & (col < qr.size), col, -1)
-    return np.stack(np.broadcast_arrays(row[:, None], col[None, :])), np.stack(
-        np.broadcast_arrays((ys % geo.module_px)[:, None], (xs % geo.module_px)[None, :]))
-
-
 def module_image(values: np.ndarray, qr: QRCode, geo: Geometry, outside: float = 1.0) -> np.ndarray:
     """Paint a per-module array (size × size) at the geometry's pixels; `outside` fills the quiet zone."""
-    (row, col), _ = _module_grid(qr, geo)
+    row, col, _, _ = module_grid(geo, qr.size)
     inside = (row >= 0) & (col >= 0)
     out = np.full(row.shape + values.shape[2:], outside, dtype=np.float32)
     out[inside] = values[row[inside], col[inside]]
@@ -67,7 +56,7 @@ def render(qr: QRCode, module_px: int = 10, border: int = 4, style: str = "plain
     if style == "plain":
         img = module_image(light, qr, geo)
     else:
-        (row, col), (dy, dx) = _module_grid(qr, geo)
+        row, col, dy, dx = module_grid(geo, qr.size)
         inside = (row >= 0) & (col >= 0)
         rr, cc = np.where(inside, row, 0), np.where(inside, col, 0)
         if style == "centre-square":
