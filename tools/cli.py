@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..qr import QRCode, QRInputError, encode
-from ..qr.pixels import to_uint8
+from ..qr.pixels import load_picture, to_float_rgb, to_uint8
 from ..qr.render import STYLES, render
 from ..scan.report import VERDICT_KEY
 
@@ -23,12 +23,8 @@ def save_image(image: np.ndarray, path: str) -> None:
 
 
 def load_image(path: str) -> np.ndarray:
-    """H×W×3 float32 in [0, 1]."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.float32) / 255
-    except (OSError, ValueError) as err:
-        raise QRInputError(f"cannot read image {path!r}: {err}") from None
+    """H×W×3 float32 in [0, 1], as a viewer shows the file (EXIF orientation applied, transparency on white)."""
+    return to_float_rgb(load_picture(path))
 
 
 def _version(value: str) -> int | None:
