@@ -22,7 +22,17 @@ import numpy as np
 from ..qr.code import Geometry, QRCode
 from ..qr.errors import QRInputError
 from ..qr.optional import opencv
-from ..qr.pixels import LUMA, fit, luminance, module_grid, module_means, require_geometry, symbol_pixels, to_float_rgb
+from ..qr.pixels import (
+    LUMA,
+    fit,
+    luminance,
+    module_grid,
+    module_means,
+    require_geometry,
+    require_same_aspect,
+    symbol_pixels,
+    to_float_rgb,
+)
 
 PRIORITY_MODES = ("qart", "artup", "uniform")
 ARTUP_WEIGHTS = (0.67, 0.23, 0.10)  # edges, saliency, centre (ARTUP §4.1.3)
@@ -294,12 +304,12 @@ def halftone_blueprint(image, qr: QRCode, core_ratio: float = 1 / 3, tau_black: 
        black (0) for dark modules, white (1) for light ones; the rest of the module keeps the picture.
     3. Function patterns (finders, separators, timing, alignment, format and version modules) are drawn whole,
        as in the plain rendering; everything outside the symbol (the quiet zone) is white.
-    4. keep_mask (H×W bool or float in [0, 1], in the picture's frame or the geometry's; resampled like the
-       picture) marks pixels to leave as the fitted picture — not polarised, no cores — e.g. a face. Fractional
-       values blend the picture with the blueprint. Function patterns and the quiet zone are drawn over it all
-       the same, so the code stays locatable.
+    4. keep_mask (H×W bool or float in [0, 1], at the geometry's size, or in the picture's frame with the
+       picture's aspect ratio and then fitted like the picture; another aspect ratio is refused, never stretched)
+       marks pixels to leave as the fitted picture — not polarised, no cores — e.g. a face. Fractional values
+       blend the picture with the blueprint. Function patterns and the quiet zone are drawn over it all the same,
+       so the code stays locatable.
     """
-    cv2 = opencv()
     if not isinstance(qr, QRCode):
         raise QRInputError(f"expected a QRCode, got {type(qr).__name__}")
     if qr.geometry is None:
@@ -327,10 +337,8 @@ def halftone_blueprint(image, qr: QRCode, core_ratio: float = 1 / 3, tau_black: 
         if keep.ndim != 2:
             raise QRInputError(f"keep_mask must be an H×W mask, got shape {keep.shape}")
         keep = keep.astype(np.float32) / (255.0 if keep.dtype == np.uint8 else 1.0)
-        if keep.shape != src.shape[:2] and keep.shape != picture.shape[:2]:
-            keep = cv2.resize(np.ascontiguousarray(keep), (src.shape[1], src.shape[0]),
-                              interpolation=cv2.INTER_LINEAR)
-        if keep.shape != picture.shape[:2]:
+        if keep.shape != picture.shape[:2]:  # in the picture's frame: fitted like the picture, never stretched
+            require_same_aspect(*keep.shape, src.shape[1::-1], what="keep_mask", of="the image")
             keep = fit(keep, geo)
         keep = np.clip(keep, 0.0, 1.0)
         keep[function | ~inside] = 0.0

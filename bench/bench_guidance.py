@@ -43,7 +43,7 @@ def _comfyui_on_path(device: str) -> None:
     comfy.options.enable_args_parsing()
 
 
-def _one(model: str, size: int, mode: str, steps: int, device: str) -> dict:
+def _one(model: str, size: int, mode: str, steps: int, device: str, precision: str = "auto") -> dict:
     _comfyui_on_path(device)
     sys.path.insert(0, str(REPO / "tests"))
     import comfy.controlnet
@@ -67,7 +67,7 @@ def _one(model: str, size: int, mode: str, steps: int, device: str) -> dict:
     qr = qr.with_geometry(geo)
     side = geo.image_size[0]
     dev = torch.device(device)
-    out = {"model": model, "size": side, "mode": mode, "device": device}
+    out = {"model": model, "size": side, "mode": mode, "device": device, "precision": precision}
     with torch.inference_mode():
         unet, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(paths["checkpoint"]), output_vae=True,
                                                                    output_clip=True)
@@ -81,7 +81,7 @@ def _one(model: str, size: int, mode: str, steps: int, device: str) -> dict:
             torch.cuda.synchronize()
         if mode == "refine":
             with torch.inference_mode(False):
-                decoder = decoder_for(vae.first_stage_model, dev, "auto", dev.type == "cuda")
+                decoder = decoder_for(vae.first_stage_model, dev, precision, dev.type == "cuda")
                 z = (noise * 0.5).to(dev)
                 refine_latent(z, decoder, qr, LatentRefineConfig(iterations=1, margin=99))  # warm-up
                 cfg = LatentRefineConfig(iterations=steps, step=1000.0, check_every=10 ** 6, margin=99)
@@ -96,7 +96,7 @@ def _one(model: str, size: int, mode: str, steps: int, device: str) -> dict:
             guided = unet
             if mode != "none":
                 objective = ScanObjective(qr, GuidanceConfig(gate=False))
-                guided = install_guidance(unet, vae, objective, mode, 0.0, 1.0, "auto", None, GuidanceLog(),
+                guided = install_guidance(unet, vae, objective, mode, 0.0, 1.0, precision, None, GuidanceLog(),
                                           COMFY_SAMPLER)
 
             def run():
@@ -127,21 +127,32 @@ def main() -> None:
     ap.add_argument("--size", type=int, nargs="+", default=[128, 256])
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                    help="autocast of the guidance/refinement decoder on CUDA (CPU always runs fp32)")
+    ap.add_argument("--json", action="store_true", help="print the rows as JSON lines instead of the table")
+    ap.add_argument("--in-process", action="store_true",
+                    help="all rows in this process (fast start; peak memory is then the running maximum)")
     ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     ap.add_argument("--one", nargs=2, metavar=("SIZE", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(_one(args.model, int(args.one[0]), args.one[1], args.steps, args.device)))
+        print(json.dumps(_one(args.model, int(args.one[0]), args.one[1], args.steps, args.device, args.precision)))
         return
     rows = []
     for size in args.size:
         for mode in args.modes:
+            if args.in_process:
+                rows.append(_one(args.model, size, mode, args.steps, args.device, args.precision))
+                continue
             cmd = [sys.executable, __file__, "--model", args.model, "--steps", str(args.steps), "--device",
-                   args.device, "--one", str(size), mode]
+                   args.device, "--precision", args.precision, "--one", str(size), mode]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode:
                 sys.exit(f"{mode} at {size}² failed:\n{done.stderr[-3000:]}")
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    if args.json:
+        print("\n".join(json.dumps(r) for r in rows))
+        return
     device = rows[0].get("gpu", "CPU") if rows else args.device
     print(f"model {args.model} (random weights), {device}, {args.steps} steps, CFG 7, euler")
     print(f"{'size':>6} {'mode':>7} {'ms/step':>9} {'× unguided':>10} {'ms/iter':>8} {'peak MB':>8}")

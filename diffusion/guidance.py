@@ -66,11 +66,11 @@ def batch_item(t: torch.Tensor | None, index: int) -> torch.Tensor | None:
     return None if t is None else t[min(index, t.shape[0] - 1)][None]
 
 
-def face_module_mask(mask: torch.Tensor, qr: QRCode, coverage: float) -> torch.Tensor:
+def face_module_mask(mask: torch.Tensor, qr: QRCode, coverage: float, what: str = "face_mask") -> torch.Tensor:
     """B×n×n bool: the modules a picture-space face mask (H×W or B×H×W, same aspect as the code) covers at least
-    `coverage` of, once resampled onto the code's geometry."""
+    `coverage` of, once resampled onto the code's geometry (`what` names the mask in the error)."""
     m = mask.detach().float()
-    m = fit_tensor(m.reshape(-1, 1, *m.shape[-2:]), tuple(geometry_of(qr).image_size))[:, 0]
+    m = fit_tensor(m.reshape(-1, 1, *m.shape[-2:]), tuple(geometry_of(qr).image_size), what)[:, 0]
     return face_modules(m, qr, coverage=coverage)
 
 
@@ -94,7 +94,8 @@ class ScanObjective:
         self.geometry = geometry_of(qr)
         self.size = tuple(self.geometry.image_size)
         self.vgg = vgg
-        self.reference = None if reference is None else fit_tensor(reference.detach().float(), self.size)
+        self.reference = None if reference is None else fit_tensor(reference.detach().float(), self.size,
+                                                                   "reference")
         self.module_weight = None
         if face_mask is not None:
             face = face_module_mask(face_mask, qr, self.config.face_coverage)

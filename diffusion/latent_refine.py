@@ -110,8 +110,8 @@ class _Objective:
     def __init__(self, qr: QRCode, cfg: LatentRefineConfig, reference: torch.Tensor, blueprint, face, vgg):
         self.qr, self.cfg, self.vgg = qr, cfg, vgg
         self.size = tuple(qr.geometry.image_size)
-        self.reference = fit_tensor(reference.detach().float(), self.size)
-        self.blueprint = None if blueprint is None else fit_tensor(blueprint.detach().float(), self.size)
+        self.reference = fit_tensor(reference.detach().float(), self.size, "reference")
+        self.blueprint = None if blueprint is None else fit_tensor(blueprint.detach().float(), self.size, "blueprint")
         self.face = None if face is None else face_module_mask(face, qr, cfg.face_coverage)
         self.weight = cfg.resolved("fidelity_weight")
 

@@ -21,14 +21,14 @@ def geometry_of(qr: QRCode, geometry: Geometry | None = None) -> Geometry:
     return geometry if geometry is not None else require_geometry(qr)
 
 
-def fit_tensor(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resample B×C×H×W to `size` (W, H) differentiably. The image must carry the code (`require_same_aspect`):
-    a stretched picture would move every module off the code's grid."""
+def fit_tensor(image: torch.Tensor, size: tuple[int, int], what: str = "the decoded image") -> torch.Tensor:
+    """Resample B×C×H×W to `size` (W, H) differentiably. The image must carry the code (`require_same_aspect`;
+    `what` names it in the error): a stretched picture would move every module off the code's grid."""
     w, h = size
     ih, iw = image.shape[-2:]
     if (iw, ih) == (w, h):
         return image
-    require_same_aspect(ih, iw, Geometry(1, 0, (0, 0), (w, h)), "the decoded image")
+    require_same_aspect(ih, iw, (w, h), what)
     return F.interpolate(image, size=(h, w), mode="bilinear", align_corners=False, antialias=iw > w)
 
 

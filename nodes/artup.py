@@ -27,7 +27,7 @@ from ..qr import QRInputError
 from ..qr.pixels import fit, require_geometry, require_same_aspect
 from ..scan.analysis import probability_heatmap
 from ..scan.report import verify_image
-from .inputs import FROM_CODE, code_or_text
+from .inputs import FROM_CODE, AQRNode, code_or_text
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
 
@@ -48,7 +48,7 @@ def _node_value(value, auto):
     return auto if value is None else value
 
 
-class AQRArtup(io.ComfyNode):
+class AQRArtup(AQRNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -199,7 +199,7 @@ class AQRArtup(io.ComfyNode):
         return io.NodeOutput(numpy_to_image(images), first_qr, report, ui={"text": (report,)})
 
 
-class AQRMarkerHarmonize(io.ComfyNode):
+class AQRMarkerHarmonize(AQRNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -252,7 +252,7 @@ class AQRMarkerHarmonize(io.ComfyNode):
         return io.NodeOutput(numpy_to_image(out))
 
 
-class AQRScanProbability(io.ComfyNode):
+class AQRScanProbability(AQRNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(

@@ -4,7 +4,8 @@ from comfy_api.latest import io
 
 from ..art.blueprint import halftone_blueprint
 from ..qr import QRInputError
-from .tensors import image_batch_to_numpy, numpy_to_image
+from .inputs import AQRNode
+from .tensors import image_batch_to_numpy, mask_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
 
 
@@ -15,7 +16,7 @@ def _check_thresholds(tau_black, tau_white) -> str | None:
     return None
 
 
-class AQRHalftoneBlueprint(io.ComfyNode):
+class AQRHalftoneBlueprint(AQRNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -71,10 +72,7 @@ class AQRHalftoneBlueprint(io.ComfyNode):
         if problem:
             raise ValueError(f"AQR_HalftoneBlueprint: {problem}")
         pictures = image_batch_to_numpy(image)
-        masks = None
-        if keep_mask is not None:
-            m = keep_mask.detach().float().cpu().numpy()
-            masks = [m] if m.ndim == 2 else list(m)
+        masks = None if keep_mask is None else mask_batch_to_numpy(keep_mask)
         try:
             out = [halftone_blueprint(pic, qr_code, core_ratio=core_ratio, tau_black=tau_black,
                                       tau_white=tau_white,

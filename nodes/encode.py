@@ -6,13 +6,14 @@ from comfy_api.latest import io
 
 from ..qr import QRInputError, encode
 from ..qr.render import STYLES, module_image, render
+from .inputs import AQRNode
 from .tensors import numpy_to_image, numpy_to_mask
 from .types import QRCodeType
 
 SIZE_MULTIPLES = {"none": 1, "8 (SD latent)": 8, "64": 64}
 
 
-class AQREncode(io.ComfyNode):
+class AQREncode(AQRNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(

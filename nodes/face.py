@@ -21,6 +21,7 @@ from ..face.mask import (
     preview,
 )
 from ..qr import QRInputError
+from .inputs import AQRNode
 from .tensors import image_batch_to_numpy, numpy_to_image, numpy_to_mask
 from .types import QRCodeType
 
@@ -37,7 +38,7 @@ UNIT_CHOICES = {"face heights": "face", "pixels": "px"}
 log = logging.getLogger(__name__)
 
 
-class AQRFaceMask(io.ComfyNode):
+class AQRFaceMask(AQRNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(

@@ -19,6 +19,7 @@ from ..diffusion.guidance import MODES, GuidanceConfig, ScanObjective
 from ..diffusion.hooks import GuidanceLog, SamplerHost, install_guidance
 from ..losses.srl import VARIANTS as SRL_VARIANTS
 from ..losses.srl import srl_variant as srl_config
+from .inputs import AQRNode, require_code_aspect
 from .perceptual import VGG_FOLDER, vgg_choices, vgg_for_node
 from .types import QRCodeType
 
@@ -34,7 +35,7 @@ SRL_VARIANT_TOOLTIP = ("paper_margin: the paper's SRL (σ scaled with the module
                        "public_code: DiffQRCoder's released code (that band, σ 1.5 px, mean over all modules).")
 
 
-class AQRScanGuidance(io.ComfyNode):
+class AQRScanGuidance(AQRNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -113,6 +114,7 @@ class AQRScanGuidance(io.ComfyNode):
         if getattr(vae, "first_stage_model", None) is None:
             raise ValueError("AQR_ScanGuidance: this VAE has no weights (the checkpoint holds no VAE?): load one "
                              "with VAELoader")
+        require_code_aspect("AQR_ScanGuidance", qr_code, reference=reference, face_mask=face_mask)
         config = GuidanceConfig(code_scale=code_scale, perceptual_scale=perceptual_scale,
                                 srl=srl_config(srl_variant, function_weight=function_weight),
                                 face_code_weight=face_code_weight, gate=ecc_gate)
@@ -130,7 +132,7 @@ class AQRScanGuidance(io.ComfyNode):
         return io.NodeOutput(patched, log)
 
 
-class AQRGuidanceReport(io.ComfyNode):
+class AQRGuidanceReport(AQRNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(

@@ -16,6 +16,7 @@ from ..losses.srl import VARIANTS as SRL_VARIANTS
 from ..losses.srl import srl_variant as srl_config
 from ..qr.pixels import to_uint8
 from .guidance import SRL_VARIANT_TOOLTIP
+from .inputs import AQRNode, require_code_aspect
 from .perceptual import VGG_FOLDER, vgg_choices, vgg_for_node
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
@@ -26,7 +27,7 @@ def _channels_first(image: torch.Tensor | None, device) -> torch.Tensor | None:
     return None if image is None else image.clone().movedim(-1, 1)[:, :3].to(device)
 
 
-class AQRLatentRefine(io.ComfyNode):
+class AQRLatentRefine(AQRNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -98,6 +99,8 @@ class AQRLatentRefine(io.ComfyNode):
         if getattr(vae, "first_stage_model", None) is None:
             raise ValueError("AQR_LatentRefine: this VAE has no weights (the checkpoint holds no VAE?): load one "
                              "with VAELoader")
+        require_code_aspect("AQR_LatentRefine", qr_code, reference=reference, blueprint=blueprint,
+                            face_mask=face_mask)
         latents = samples["samples"]
         if latents.dim() != 4:
             raise ValueError(f"AQR_LatentRefine: expected an image latent [batch, channels, h, w], got "

@@ -8,12 +8,13 @@ from comfy_api.latest import io
 from ..art.pixel_refine import PixelRefineConfig, pixel_refine
 from ..qr.pixels import to_uint8
 from ..scan.report import verify_image
+from .inputs import AQRNode
 from .perceptual import VGG_FOLDER, vgg_choices, vgg_for_node
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
 
 
-class AQRPixelRefine(io.ComfyNode):
+class AQRPixelRefine(AQRNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(

@@ -7,15 +7,16 @@ from comfy_api.latest import io
 
 from ..art.follow import PRIORITY_MODES, follow_picture
 from ..qr import QRInputError
+from ..qr.pixels import require_same_aspect
 from ..qr.render import STYLES, module_image, render
-from .inputs import code_or_text
-from .tensors import image_batch_to_numpy, numpy_to_image
+from .inputs import AQRNode, code_or_text
+from .tensors import image_batch_to_numpy, mask_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
 
 TEXT_MODE_GEOMETRY = {"module_px": 16, "border": 4, "multiple": 8}  # also for a connected code without geometry
 
 
-class AQRReshuffle(io.ComfyNode):
+class AQRReshuffle(AQRNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -88,13 +89,20 @@ class AQRReshuffle(io.ComfyNode):
         kept_mask = source.qr.mask if source.qr is not None else 0
         settings = {"text": source.text, "version": source.version, "ecl": source.ecl,
                     "mask": None if mask_search else kept_mask, **source.geometry()}
-        if priority == "map":
-            if priority_map is None:
-                raise ValueError("AQR_Reshuffle: priority is 'map' but no priority_map mask is connected")
-            prio = priority_map[0].float().cpu().numpy()
-        else:
-            prio = priority
-        fixed, dont_care = (m[0].float().cpu().numpy() if m is not None else None for m in (fixed_mask, dont_care_mask))
+        if priority == "map" and priority_map is None:
+            raise ValueError("AQR_Reshuffle: priority is 'map' but no priority_map mask is connected")
+        masks = {"priority_map": priority_map if priority == "map" else None, "fixed_mask": fixed_mask,
+                 "dont_care_mask": dont_care_mask}
+        planes = {}
+        for name, mask in masks.items():  # picture-space masks: fitted like the picture, so never stretched
+            if mask is not None:
+                planes[name] = mask_batch_to_numpy(mask)[0]
+                try:
+                    require_same_aspect(*planes[name].shape, picture.shape[1::-1], what=name, of="the image")
+                except QRInputError as err:
+                    raise ValueError(f"AQR_Reshuffle: {err}") from None
+        prio = planes.get("priority_map", priority)
+        fixed, dont_care = planes.get("fixed_mask"), planes.get("dont_care_mask")
         bar = comfy.utils.ProgressBar(8 * (extra_versions + 1) if mask_search else extra_versions + 1)
         try:
             result = follow_picture(picture=picture, extra_versions=extra_versions, priority=prio, dither=dither,

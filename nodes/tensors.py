@@ -1,7 +1,38 @@
-"""Conversions between ComfyUI's tensors (IMAGE: B×H×W×C, MASK: B×H×W, float 0..1) and numpy arrays."""
+"""Conversions between ComfyUI's tensors (IMAGE: B×H×W×C, MASK: B×H×W, float 0..1) and numpy arrays, and the
+checks every IMAGE and MASK input passes first (`check_image`, `check_mask`: the node's inputs are checked by
+`nodes.inputs.AQRNode` before `execute` runs)."""
 
 import numpy as np
 import torch
+
+
+def _check_finite(tensor: torch.Tensor, what: str) -> None:
+    finite = torch.isfinite(tensor)
+    if not bool(finite.all()):
+        bad = int(finite.numel() - int(finite.sum()))
+        raise ValueError(f"{what} holds non-finite values (NaN or infinity) in {bad} of {finite.numel()} entries; "
+                         f"fix the node that made it")
+
+
+def check_image(image, what: str = "the IMAGE") -> None:
+    """An IMAGE input: a finite float tensor shaped [batch, height, width, channels] with 1, 3 or 4 channels."""
+    if not isinstance(image, torch.Tensor):
+        raise ValueError(f"{what} must be an IMAGE tensor, got {type(image).__name__}")
+    if image.ndim != 4 or image.shape[-1] not in (1, 3, 4) or 0 in image.shape:
+        raise ValueError(f"{what} must be an IMAGE tensor shaped [batch, height, width, channels] with 1, 3 or 4 "
+                         f"channels, got {tuple(image.shape)}")
+    if image.is_floating_point():
+        _check_finite(image, what)
+
+
+def check_mask(mask, what: str = "the MASK") -> None:
+    """A MASK input: a finite tensor shaped [batch, height, width] (or [height, width])."""
+    if not isinstance(mask, torch.Tensor):
+        raise ValueError(f"{what} must be a MASK tensor, got {type(mask).__name__}")
+    if mask.ndim not in (2, 3) or 0 in mask.shape:
+        raise ValueError(f"{what} must be a MASK tensor shaped [batch, height, width], got {tuple(mask.shape)}")
+    if mask.is_floating_point():
+        _check_finite(mask, what)
 
 
 def image_batch_to_numpy(image: torch.Tensor) -> list[np.ndarray]:
@@ -12,6 +43,18 @@ def image_batch_to_numpy(image: torch.Tensor) -> list[np.ndarray]:
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
     return [a[..., :3] for a in arr]
+
+
+def mask_batch_to_numpy(mask: torch.Tensor) -> list[np.ndarray]:
+    """One H×W float32 array per batch item of a MASK ([batch, height, width] or [height, width])."""
+    arr = mask.detach().float().cpu().numpy()
+    return [arr] if arr.ndim == 2 else list(arr)
+
+
+def spatial_size(tensor: torch.Tensor) -> tuple[int, int]:
+    """(height, width) of an IMAGE ([batch, height, width, channels]) or a MASK ([batch, height, width])."""
+    return (int(tensor.shape[1]), int(tensor.shape[2])) if tensor.ndim == 4 else \
+        (int(tensor.shape[-2]), int(tensor.shape[-1]))
 
 
 def numpy_to_image(arrays: list[np.ndarray] | np.ndarray) -> torch.Tensor:

@@ -4,13 +4,14 @@ per-module error heatmap and show the report."""
 from comfy_api.latest import io, ui
 
 from ..scan.report import VERDICT_KEY, verify_image
+from .inputs import AQRNode
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
 
 DECODER_CHOICES = {"zxing + wechat": ("zxing", "wechat"), "zxing": ("zxing",), "wechat": ("wechat",)}
 
 
-class AQRVerify(io.ComfyNode):
+class AQRVerify(AQRNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(

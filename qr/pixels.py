@@ -10,7 +10,9 @@ is one rule for each:
 * a code without pixel geometry is refused with one message (`require_geometry`);
 * a picture is fitted to a code by cover-cropping: the largest centred window with the geometry's aspect
   ratio, resampled to the geometry's size (`fit`); an image that already carries the code must have the code's
-  aspect ratio within a pixel (`require_same_aspect`).
+  aspect ratio within a pixel, and a mask drawn on a picture its picture's (`require_same_aspect`), so that it is
+  fitted like its picture and never stretched;
+* a file larger than `MAX_PICTURE_PIXELS` is refused with one line (`load_picture`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from .code import Geometry, QRCode
 from .errors import QRInputError
 from .optional import opencv
 
-__all__ = ["LUMA", "cover_crop", "fit", "load_picture", "luminance", "module_centres", "module_coverage", "module_grid",
-           "module_means", "picture_modules", "pixel_modules", "require_geometry", "require_same_aspect",
-           "symbol_pixels", "to_float_rgb", "to_gray_u8", "to_uint8"]
+__all__ = ["LUMA", "MAX_PICTURE_PIXELS", "cover_crop", "fit", "load_picture", "luminance", "module_centres",
+           "module_coverage", "module_grid", "module_means", "picture_modules", "pixel_modules", "require_geometry",
+           "require_same_aspect", "symbol_pixels", "to_float_rgb", "to_gray_u8", "to_uint8"]
 
 LUMA = (0.299, 0.587, 0.114)
 _LUMA = np.array(LUMA, dtype=np.float64)
@@ -91,20 +93,48 @@ def to_uint8(image) -> np.ndarray:
     return (f * np.float32(255) + np.float32(0.5)).astype(np.uint8)
 
 
+# What `load_picture` reads: a QR picture needs a few megapixels at most. Keep it below twice PIL's
+# Image.MAX_IMAGE_PIXELS (179 megapixels), where PIL refuses a file before its size can be read.
+MAX_PICTURE_PIXELS = 12000 * 12000
+
+
 def load_picture(path) -> np.ndarray:
-    """H×W×3 uint8 of an image file, EXIF orientation applied, transparency composited on white."""
+    """H×W×3 uint8 of an image file, EXIF orientation applied, transparency composited on white. A file of more
+    than `MAX_PICTURE_PIXELS` pixels is refused with one line (PIL's own decompression-bomb warning, which it
+    prints for anything above 89 megapixels, is replaced by this explicit limit)."""
+    import warnings  # noqa: PLC0415
+
     from PIL import Image, ImageOps  # noqa: PLC0415  (PIL only where files are read)
 
+    def too_large(size: str) -> QRInputError:
+        return QRInputError(f"cannot read image {str(path)!r}: it is {size}, more than the "
+                            f"{MAX_PICTURE_PIXELS / 1e6:.3g} megapixels this pack reads; shrink it first (a scanner "
+                            f"never sees more than a few megapixels)")
+
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError:  # more than twice PIL's limit, so more than ours: PIL stops at the header
+        raise too_large(f"more than {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.3g} megapixels") from None
+    except (OSError, ValueError) as err:
+        raise QRInputError(f"cannot read image {str(path)!r}: {err}") from None
+    try:
+        with im:
+            if im.width * im.height > MAX_PICTURE_PIXELS:
+                raise too_large(f"{im.width}×{im.height} pixels ({im.width * im.height / 1e6:.3g} megapixels)")
             im = ImageOps.exif_transpose(im)
             if im.mode == "P":
                 im = im.convert("RGBA")
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                return to_uint8(np.asarray(im).astype(np.uint16 if im.mode != "I" else np.int64))
-            if im.mode not in ("L", "RGB", "RGBA"):
-                im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
-            return to_uint8(np.asarray(im))
+                pixels = np.asarray(im).astype(np.uint16 if im.mode != "I" else np.int64)
+            else:
+                if im.mode not in ("L", "RGB", "RGBA"):
+                    im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
+                pixels = np.asarray(im)
+            return to_uint8(to_float_rgb(pixels)) if pixels.ndim == 2 or pixels.shape[2] != 3 else pixels.copy()
+    except QRInputError:
+        raise
     except (OSError, ValueError) as err:
         raise QRInputError(f"cannot read image {str(path)!r}: {err}") from None
 
@@ -120,12 +150,22 @@ def require_geometry(qr: QRCode) -> Geometry:
     return qr.geometry
 
 
-def require_same_aspect(height: int, width: int, geometry: Geometry, what: str = "the image") -> None:
-    """An image that carries the code may be a uniformly scaled copy of it (aspect equal within a pixel)."""
-    tw, th = (int(v) for v in geometry.image_size)
-    if abs(width * th - height * tw) > max(width, height, tw, th):
+def require_same_aspect(height: int, width: int, geometry: Geometry | tuple[int, int], what: str = "the image",
+                        of: str | None = None) -> None:
+    """An image that carries the code may be a uniformly scaled copy of it (aspect equal within a pixel).
+
+    `geometry` may also be the (width, height) of a picture, with `of` naming it: a mask drawn on a picture must
+    have the picture's aspect ratio, so that fitting both (`fit`) keeps them aligned. `what` names the image
+    checked (the input, in a node's message)."""
+    size = geometry if isinstance(geometry, tuple) else geometry.image_size
+    tw, th = (int(v) for v in size)
+    if abs(width * th - height * tw) <= max(width, height, tw, th):
+        return
+    if of is None:
         raise QRInputError(f"{what} is {width}×{height} but the code is {tw}×{th} (another aspect ratio): give the "
                            f"image the code was drawn on, or a uniformly scaled copy")
+    raise QRInputError(f"{what} is {width}×{height} but {of} is {tw}×{th} (another aspect ratio): it would be "
+                       f"stretched over {of}; give a mask drawn on {of}, or a uniformly scaled copy")
 
 
 def pixel_modules(shape: tuple[int, int], geometry: Geometry, n: int) -> tuple[np.ndarray, np.ndarray]:

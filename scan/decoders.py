@@ -13,6 +13,14 @@ decoder sees.
 `expected` may be a str (compared with the decoded text) or bytes (compared with zxing's raw bytes; for WeChat,
 which only returns text, with its UTF-8 and Latin-1 encodings). With several results in one image, the decode
 matches if any of them equals the expectation.
+
+Each decoder is compared on what it can return. zxing-cpp returns the payload's bytes, so every payload compares
+whole. WeChat's Python binding returns text cut at the first NUL character: for a payload holding a NUL it is
+compared on the part before the NUL only, and a match says so (`DecodeResult.limitation`), so a code WeChat
+reads right is not called a wrong payload, and the report can tell that WeChat confirmed only a prefix.
+
+An image larger than `MAX_DECODE_SIDE` on its longest side is shrunk (area averaging) before decoding, as a
+scanner's camera would see it; `DecodeResult.downscaled` says so. (WeChat hung for a minute on a 10000² picture.)
 """
 
 from __future__ import annotations
@@ -23,11 +31,14 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..qr.optional import opencv
 from ..qr.pixels import to_gray_u8
 from . import wechat
 
 DEFAULT_DECODERS = ("zxing", "wechat")
 KNOWN_DECODERS = ("zxing", "zxing_pure", "wechat")
+MAX_DECODE_SIDE = 2048  # longest side decoders are given; larger images are shrunk first (a camera never sees more)
+TEXT_UNTIL_NUL = ("wechat",)  # decoders whose results end at the payload's first NUL character
 
 
 @dataclass
@@ -41,6 +52,8 @@ class DecodeResult:
     ecl: str | None = None          # 'L', 'M', 'Q', 'H' (zxing only)
     time_ms: float = 0.0
     error: str | None = None        # decoder unavailable or raised; None on a clean run (decoded or not)
+    limitation: str | None = None   # the match covers only the part of the payload this decoder can return
+    downscaled: str | None = None   # "W×H → w×h" when the image was shrunk for decoding
 
     @property
     def ok(self) -> bool:
@@ -114,6 +127,37 @@ def _matches(expected, text: str, raw: bytes | None) -> bool:
     return raw is not None and isinstance(expected, str) and raw == expected.encode("utf-8", "surrogatepass")
 
 
+def _comparable(name: str, expected):
+    """(the part of `expected` decoder `name` can return, why it is only a part or None)."""
+    if expected is None or name not in TEXT_UNTIL_NUL:
+        return expected, None
+    nul = b"\x00" if isinstance(expected, (bytes, bytearray)) else "\x00"
+    if nul not in expected:
+        return expected, None
+    cut = expected.index(nul)
+    unit = "bytes" if isinstance(expected, (bytes, bytearray)) else "characters"
+    return expected[:cut], (f"{name} returns the text only up to the first NUL: {cut} of the payload's "
+                            f"{len(expected)} {unit} (those before the NUL) were compared, the rest could not be")
+
+
+def _shrink(gray: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """`gray` with its longest side at most MAX_DECODE_SIDE (area averaging), and a note when it was shrunk."""
+    h, w = gray.shape
+    if max(h, w) <= MAX_DECODE_SIDE:
+        return gray, None
+    scale = MAX_DECODE_SIDE / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    try:
+        cv2 = opencv()
+        small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    except ImportError:  # no OpenCV: the mean of each whole-pixel cell
+        ys = np.linspace(0, h, size[1] + 1).astype(np.int64)
+        xs = np.linspace(0, w, size[0] + 1).astype(np.int64)
+        sums = np.add.reduceat(np.add.reduceat(gray.astype(np.float32), ys[:-1], axis=0), xs[:-1], axis=1)
+        small = (sums / (np.diff(ys)[:, None] * np.diff(xs)[None, :]) + 0.5).astype(np.uint8)
+    return np.ascontiguousarray(small), f"{w}×{h} → {size[0]}×{size[1]}"
+
+
 def _run_zxing(gray: np.ndarray, pure: bool, fast: bool):
     zx, fmt, keep = _zxing()
     # TextMode.Plain: the payload transcoded per its ECI/charset, without the HRI escaping of control characters
@@ -180,10 +224,12 @@ def decode_gray(gray: np.ndarray, name: str, expected=None, *, fast: bool = Fals
     res.texts = [f[0] for f in found]
     pick = found[0]
     if expected is not None:
-        hits = [f for f in found if _matches(expected, f[0], f[1])]
+        comparable, limitation = _comparable(name, expected)
+        hits = [f for f in found if _matches(comparable, f[0], f[1])]
         res.match = bool(hits)
         if hits:
             pick = hits[0]
+            res.limitation = limitation
     res.text, _, res.version, res.ecl = pick
     return res
 
@@ -198,8 +244,12 @@ def decode(image, decoders=DEFAULT_DECODERS, expected=None, *, fast: bool = Fals
     models: the whole image is one candidate, so it reads one code per image).
     expected: the payload (str or bytes) to check; `match` stays None without it.
     fast: zxing skips the inverted-image pass (light-on-dark codes are then missed).
+    An image longer than MAX_DECODE_SIDE is shrunk first (`DecodeResult.downscaled`).
     """
     if isinstance(decoders, str):
         decoders = (decoders,)
-    gray = to_gray_u8(image)
-    return {name: decode_gray(gray, name, expected, fast=fast) for name in decoders}
+    gray, downscaled = _shrink(to_gray_u8(image))
+    results = {name: decode_gray(gray, name, expected, fast=fast) for name in decoders}
+    for res in results.values():
+        res.downscaled = downscaled
+    return results

@@ -287,3 +287,61 @@ def test_interrupt_stops_a_refinement_promptly(comfyui, object_info, tiny_models
     stopped_after = time.monotonic() - t0
     assert "result" in box and box["result"].status == "interrupted", box
     assert stopped_after < 10, stopped_after
+
+
+def scan_sampler(attempts: int, steps: int = 2, **inputs) -> dict:
+    return {"class_type": "AQR_ScanSampler",
+            "inputs": {"model": ["ckpt", 0], "positive": ["cn", 0], "negative": ["cn", 1],
+                       "latent_image": ["empty", 0], "vae": ["ckpt", 2], "qr_code": ["qr", 2], "seed": 3,
+                       "steps": steps, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
+                       "attempts": attempts, "refine_iterations": 2, "suite": False, **inputs}}
+
+
+def test_scan_sampler_escalates_and_pick_best_ranks_a_batch(comfyui, object_info, tiny_models, code):
+    """Random weights never scan, so every attempt runs: two plain seeds, one with scan guidance, then a refinement
+    of the best latent; the report has a line for each. PickBest ranks a batch of two KSampler pictures."""
+    graph = base_graph(tiny_models, code)
+    graph["loop"] = scan_sampler(attempts=4)
+    add_saved(graph, "loop", ["loop", 0])
+    graph["batch"] = {"class_type": "EmptyLatentImage",
+                      "inputs": {"width": code.geometry.image_size[0], "height": code.geometry.image_size[1],
+                                 "batch_size": 2}}
+    graph["many"] = {**sampler(["ckpt", 0], steps=2)}
+    graph["many"]["inputs"]["latent_image"] = ["batch", 0]
+    graph["many_dec"] = {"class_type": "VAEDecode", "inputs": {"samples": ["many", 0], "vae": ["ckpt", 2]}}
+    graph["pick"] = {"class_type": "AQR_PickBest",
+                     "inputs": {"image": ["many_dec", 0], "qr_code": ["qr", 2], "suite": False}}
+    result = comfyui.client.run(with_defaults(object_info, graph), timeout=600)
+    lines = report_text(result, "loop").splitlines()
+    assert lines[0].startswith("FAIL after 4 attempts; best: attempt"), lines
+    assert [line.split(":")[0] for line in lines[1:]] == [f"attempt {k}" for k in range(1, 5)], lines
+    assert "seed 3, first attempt" in lines[1] and "next seed (4)" in lines[2]
+    assert "scan guidance 500" in lines[3] and "refined the best latent" in lines[4], lines
+    assert len(result.images("loop_save")) == 1
+    pick = report_text(result, "pick").splitlines()
+    assert pick[0].startswith("best: item ") and len(pick) == 4, pick   # verdict, header, two items
+
+
+def test_scan_sampler_stops_on_interrupt(comfyui, object_info, tiny_models, code):
+    client = comfyui.client
+    graph = base_graph(tiny_models, code)
+    graph["loop"] = scan_sampler(attempts=64, steps=6, policy="seeds")
+    prompt_id = client.queue(with_defaults(object_info, graph))
+    started = threading.Event()
+    box = {}
+
+    def on_event(event, data):
+        if event == "progress" and data.get("node") == "loop" and data.get("value", 0) > 6:
+            started.set()                                  # inside the second attempt
+
+    def wait():
+        box["result"] = client.wait(prompt_id, timeout=600, raise_on_error=False, on_event=on_event)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    assert started.wait(300), "the loop never reported progress past its first attempt"
+    t0 = time.monotonic()
+    client.interrupt(prompt_id)
+    waiter.join(120)
+    assert "result" in box and box["result"].status == "interrupted", box
+    assert time.monotonic() - t0 < 10

@@ -24,6 +24,7 @@ import asyncio
 import importlib.util
 import inspect
 import json
+import math
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -44,7 +45,7 @@ TEXT = "https://example.com/aqr"
 GUIDE_TEXT = "AQR guide"
 NODE_IDS = ["AQR_Encode", "AQR_Reshuffle", "AQR_HalftoneBlueprint", "AQR_FaceMask", "AQR_MarkerHarmonize",
             "AQR_ARTUP", "AQR_PixelRefine", "AQR_ScanProbability", "AQR_ScanGuidance", "AQR_GuidanceReport",
-            "AQR_LatentRefine", "AQR_Verify"]
+            "AQR_LatentRefine", "AQR_Verify", "AQR_PickBest", "AQR_ScanSampler"]
 
 
 # ---------------------------------------------------------------------------------------------- ComfyUI in-process
@@ -181,6 +182,109 @@ def test_extension_lists_every_node_and_schemas_match_execute(comfy_nodes):
                     assert default == i.default, f"{node_id}.{i.id}: execute default {default!r} vs {i.default!r}"
 
 
+# ------------------------------------------------------------------------ inputs every node checks (nodes.inputs)
+
+BAD_FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _inputs_of(comfy_nodes, node_id: str, kind: str) -> list:
+    return [i for i in comfy_nodes.nodes[node_id].GET_SCHEMA().inputs if i.get_io_type() == kind]
+
+
+def _raises_one_line(comfy_nodes, node_id: str, message: str, **inputs) -> None:
+    """The node refuses `inputs` with exactly `message` (one line, ValueError)."""
+    with pytest.raises(ValueError) as err:
+        run(comfy_nodes, node_id, **inputs)
+    assert str(err.value) == message and "\n" not in message
+
+
+@pytest.mark.parametrize("bad", list(BAD_FLOATS))
+@pytest.mark.parametrize("node_id", NODE_IDS)
+def test_every_float_input_rejects_nan_and_infinity(comfy_nodes, node_id, bad):
+    # NaN passes every min/max comparison and a linked FLOAT is not range-checked at all; the check runs before
+    # execute's body, so the node's other (here missing) inputs are never looked at
+    floats = _inputs_of(comfy_nodes, node_id, "FLOAT")
+    if not floats:
+        pytest.skip(f"{node_id} has no FLOAT input")
+    for spec in floats:
+        _raises_one_line(comfy_nodes, node_id, f"{node_id}: {spec.id} must be a finite number, got {bad}",
+                         **{spec.id: BAD_FLOATS[bad]})
+
+
+@pytest.mark.parametrize("node_id", NODE_IDS)
+def test_every_combo_input_rejects_a_value_not_offered(comfy_nodes, node_id):
+    combos = _inputs_of(comfy_nodes, node_id, "COMBO")
+    if not combos:
+        pytest.skip(f"{node_id} has no COMBO input")
+    for spec in combos:
+        allowed = ", ".join(repr(o) for o in spec.options)
+        _raises_one_line(comfy_nodes, node_id, f"{node_id}: {spec.id} must be one of {allowed}; got 'not-a-choice'",
+                         **{spec.id: "not-a-choice"})
+
+
+@pytest.mark.parametrize("node_id", NODE_IDS)
+def test_every_image_and_mask_input_rejects_non_finite_pixels(comfy_nodes, node_id):
+    pictures = [(i.id, torch.full((1, 32, 32, 3), 0.5)) for i in _inputs_of(comfy_nodes, node_id, "IMAGE")]
+    masks = [(i.id, torch.full((1, 32, 32), 0.5)) for i in _inputs_of(comfy_nodes, node_id, "MASK")]
+    if not pictures + masks:
+        pytest.skip(f"{node_id} has no IMAGE or MASK input")
+    for name, tensor in pictures + masks:
+        for bad in (math.nan, math.inf):
+            spoilt = tensor.clone()
+            spoilt[0, 3, 5] = bad
+            count = 3 if spoilt.ndim == 4 else 1
+            _raises_one_line(comfy_nodes, node_id, f"{node_id}: {name} holds non-finite values (NaN or infinity) in "
+                             f"{count} of {tensor.numel()} entries; fix the node that made it", **{name: spoilt})
+
+
+def test_image_and_mask_inputs_of_the_wrong_shape_are_named(comfy_nodes, code):
+    _, qr = code
+    _raises_one_line(comfy_nodes, "AQR_ScanProbability", "AQR_ScanProbability: image must be an IMAGE tensor shaped "
+                     "[batch, height, width, channels] with 1, 3 or 4 channels, got (32, 32, 3)",
+                     image=torch.zeros(32, 32, 3), qr_code=qr)
+    _raises_one_line(comfy_nodes, "AQR_HalftoneBlueprint", "AQR_HalftoneBlueprint: keep_mask must be a MASK tensor, "
+                     "got ndarray", keep_mask=np.zeros((32, 32), np.float32))
+
+
+@pytest.mark.parametrize("node_id, inputs, message", [
+    # the issue's cases, with real inputs: each is refused before any work (a NaN min_ssr used to PASS)
+    ("AQR_Verify", {"min_ssr": math.nan, "suite": True}, "AQR_Verify: min_ssr must be a finite number, got nan"),
+    ("AQR_Verify", {"min_ssr": "0.5"}, "AQR_Verify: min_ssr must be a finite number, got '0.5'"),
+    ("AQR_Verify", {"decoders": "zbar"},
+     "AQR_Verify: decoders must be one of 'zxing + wechat', 'zxing', 'wechat'; got 'zbar'"),
+    ("AQR_ARTUP", {"window": math.nan, "text": TEXT}, "AQR_ARTUP: window must be a finite number, got nan"),
+    ("AQR_FaceMask", {"grow": math.nan}, "AQR_FaceMask: grow must be a finite number, got nan"),
+    ("AQR_FaceMask", {"unit": "foo"}, "AQR_FaceMask: unit must be one of 'face heights', 'pixels'; got 'foo'"),
+    ("AQR_FaceMask", {"provider": "TPU"}, "AQR_FaceMask: provider must be one of 'CPU', 'CUDA'; got 'TPU'"),
+    ("AQR_ScanProbability", {"sigma_t": math.inf}, "AQR_ScanProbability: sigma_t must be a finite number, got inf"),
+    ("AQR_Encode", {"size_multiple": "7"},
+     "AQR_Encode: size_multiple must be one of 'none', '8 (SD latent)', '64'; got '7'"),
+    ("AQR_Encode", {"mask": 3}, "AQR_Encode: mask must be one of 'auto', '0', '1', '2', '3', '4', '5', '6', '7'; "
+                                "got 3"),
+])
+def test_the_issues_bad_inputs_are_refused_with_one_line(comfy_nodes, code, picture, node_id, inputs, message):
+    blueprint, qr = code
+    given = {"AQR_Verify": {"image": blueprint, "qr_code": qr}, "AQR_ARTUP": {"image": picture},
+             "AQR_FaceMask": {"image": picture, "detector": "opencv_haar"},
+             "AQR_ScanProbability": {"image": blueprint, "qr_code": qr}, "AQR_Encode": {"text": TEXT}}[node_id]
+    _raises_one_line(comfy_nodes, node_id, message, **given, **inputs)
+
+
+def test_inputs_are_checked_on_the_class_comfyui_runs(comfy_nodes, code):
+    """ComfyUI runs a locked clone of the class (`PREPARE_CLASS_CLONE`, `lock_class`) through EXECUTE_NORMALIZED:
+    the clone keeps the checked execute, wrapped once."""
+    from comfy_api.internal import lock_class
+
+    blueprint, qr = code
+    cls = comfy_nodes.nodes["AQR_Verify"]
+    clone = lock_class(cls.PREPARE_CLASS_CLONE({}))
+    assert clone.execute.__func__ is cls.execute.__func__
+    inputs = {"image": blueprint, "qr_code": qr, "decoders": "zxing", "suite": False, "raise_on_failure": False}
+    with pytest.raises(ValueError, match="^AQR_Verify: min_ssr must be a finite number, got nan$"):
+        clone.EXECUTE_NORMALIZED(**inputs, min_ssr=math.nan)
+    assert clone.EXECUTE_NORMALIZED(**inputs, min_ssr=0.9).args[0] is True
+
+
 # ------------------------------------------------------------------------------------------------------ AQR_Encode
 
 def test_encode_renders_a_code_that_decodes(comfy_nodes):
@@ -253,6 +357,25 @@ def test_reshuffle_without_code_or_priority_map_is_an_error(comfy_nodes, picture
         run(comfy_nodes, "AQR_Reshuffle", image=picture, **inputs)
 
 
+@pytest.mark.parametrize("name", ["fixed_mask", "dont_care_mask", "priority_map"])
+def test_reshuffle_refuses_a_mask_of_another_aspect_than_its_picture(comfy_nodes, code, picture, name):
+    _, qr = code
+    inputs = {name: torch.ones(1, 7, 13), **({"priority": "map"} if name == "priority_map" else {})}
+    _raises_one_line(comfy_nodes, "AQR_Reshuffle", f"AQR_Reshuffle: {name} is 13×7 but the image is 192×192 "
+                     f"(another aspect ratio): it would be stretched over the image; give a mask drawn on the "
+                     f"image, or a uniformly scaled copy", image=picture, qr_code=qr, **inputs)
+
+
+def test_reshuffle_fits_a_scaled_mask_like_its_picture(comfy_nodes, code, picture):
+    _, qr = code
+    face = torch.zeros(1, 192, 192)
+    face[:, 20:110, 60:150] = 1.0  # roughly the astronaut's face
+    full = run(comfy_nodes, "AQR_Reshuffle", image=picture, qr_code=qr, mask_search=False, fixed_mask=face).args
+    half = run(comfy_nodes, "AQR_Reshuffle", image=picture, qr_code=qr, mask_search=False,
+               fixed_mask=face[:, ::2, ::2]).args  # the same region at half the picture's resolution
+    assert np.array_equal(full[0].matrix, half[0].matrix)
+
+
 # ------------------------------------------------------------------------------------------- AQR_HalftoneBlueprint
 
 def test_halftone_blueprint_per_image_decodes(comfy_nodes, code, picture):
@@ -275,6 +398,18 @@ def test_halftone_blueprint_rejects_an_inverted_threshold_band(comfy_nodes, code
     assert isinstance(message, str) and "must be below" in message  # what ComfyUI shows before running
     with pytest.raises(ValueError, match=f"AQR_HalftoneBlueprint: {fragment}"):
         run(comfy_nodes, "AQR_HalftoneBlueprint", qr_code=qr, image=picture, tau_black=0.7, tau_white=0.3)
+
+
+def test_halftone_keep_mask_is_fitted_like_the_picture_or_refused(comfy_nodes, code, picture):
+    _, qr = code
+    keep = torch.zeros(1, 192, 192)
+    keep[:, :, :96] = 1.0  # the picture's left half
+    (full,) = run(comfy_nodes, "AQR_HalftoneBlueprint", qr_code=qr, image=picture, keep_mask=keep).args
+    (half,) = run(comfy_nodes, "AQR_HalftoneBlueprint", qr_code=qr, image=picture, keep_mask=keep[:, ::2, ::2]).args
+    assert float((full - half).abs().mean()) < 0.01  # the same region, wherever its resolution
+    _raises_one_line(comfy_nodes, "AQR_HalftoneBlueprint", "AQR_HalftoneBlueprint: keep_mask is 13×7 but the image "
+                     "is 192×192 (another aspect ratio): it would be stretched over the image; give a mask drawn on "
+                     "the image, or a uniformly scaled copy", qr_code=qr, image=picture, keep_mask=torch.ones(1, 7, 13))
 
 
 # --------------------------------------------------------------------------------------------------- AQR_FaceMask
@@ -546,6 +681,17 @@ def test_scan_guidance_rejects_bad_window_missing_vae_and_codes_without_geometry
         run(comfy_nodes, "AQR_ScanGuidance", **inputs)
 
 
+ASPECT_TAIL = "but the code is 104×104 (another aspect ratio): give the image the code was drawn on, or a " \
+              "uniformly scaled copy"
+
+
+@pytest.mark.parametrize("name, tensor", [("reference", torch.rand(1, 7, 13, 3)), ("face_mask", torch.ones(1, 7, 13))])
+def test_scan_guidance_names_the_input_of_another_aspect(comfy_nodes, tiny_model, guide_code, name, tensor):
+    model, vae = tiny_model
+    _raises_one_line(comfy_nodes, "AQR_ScanGuidance", f"AQR_ScanGuidance: {name} is 13×7 {ASPECT_TAIL}", model=model,
+                     vae=vae, qr_code=guide_code, **{name: tensor})
+
+
 # ---------------------------------------------------------------------------------------------- AQR_GuidanceReport
 
 def test_guidance_report_passes_the_latent_and_reports_the_log(comfy_nodes, tiny_model, guide_code, guided):
@@ -589,6 +735,14 @@ def test_latent_refine_rejects_video_latents(comfy_nodes, tiny_model, guide_code
     with pytest.raises(ValueError, match=r"AQR_LatentRefine: expected an image latent .*video latents are not "
                                          r"supported"):
         run(comfy_nodes, "AQR_LatentRefine", samples=video, vae=vae, qr_code=guide_code)
+
+
+@pytest.mark.parametrize("name, tensor", [("reference", torch.rand(1, 7, 13, 3)),
+                                          ("blueprint", torch.rand(1, 7, 13, 3)), ("face_mask", torch.ones(1, 7, 13))])
+def test_latent_refine_names_the_input_of_another_aspect(comfy_nodes, tiny_model, guide_code, guided, name, tensor):
+    _, vae = tiny_model
+    _raises_one_line(comfy_nodes, "AQR_LatentRefine", f"AQR_LatentRefine: {name} is 13×7 {ASPECT_TAIL}",
+                     samples={"samples": guided.plain}, vae=vae, qr_code=guide_code, method="idse", **{name: tensor})
 
 
 def test_latent_refine_rejects_a_vae_without_weights(comfy_nodes, guide_code, guided):

@@ -45,3 +45,32 @@ def test_an_unreadable_file_is_one_clear_error(tmp_path):
     (tmp_path / "x.png").write_text("not a picture")
     with pytest.raises(QRInputError, match="cannot read image"):
         load_picture(tmp_path / "x.png")
+
+
+def test_a_picture_above_the_explicit_limit_is_one_clear_error_and_pil_never_warns(tmp_path, monkeypatch):
+    import warnings
+
+    from aesthetic_qr.qr import pixels
+
+    assert pixels.MAX_PICTURE_PIXELS < 2 * Image.MAX_IMAGE_PIXELS  # ours binds before PIL's own refusal
+    Image.new("RGB", (60, 50), (128, 0, 0)).save(tmp_path / "big.png")  # 3000 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)     # PIL would warn (> 2000) but not refuse (< 4000)
+    monkeypatch.setattr(pixels, "MAX_PICTURE_PIXELS", 10_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a DecompressionBombWarning would fail here
+        assert load_picture(tmp_path / "big.png").shape == (50, 60, 3)
+    monkeypatch.setattr(pixels, "MAX_PICTURE_PIXELS", 2500)
+    with pytest.raises(QRInputError, match=r"big.png'?: it is 60×50 pixels \(0.003 megapixels\), more than the "
+                                           r"0.0025 megapixels this pack reads; shrink it first"):
+        load_picture(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)     # PIL itself refuses above 2000: still our one line
+    with pytest.raises(QRInputError, match="big.png'?: it is more than 0.002 megapixels, more than the 0.0025 "):
+        load_picture(tmp_path / "big.png")
+
+
+def test_gray_and_sixteen_bit_files_load_as_rgb(tmp_path):
+    Image.fromarray(np.full((5, 7), 100, np.uint8), "L").save(tmp_path / "gray.png")
+    Image.fromarray(np.full((5, 7), 65535, np.uint16)).save(tmp_path / "deep.png")
+    gray, deep = load_picture(tmp_path / "gray.png"), load_picture(tmp_path / "deep.png")
+    assert gray.shape == deep.shape == (5, 7, 3) and gray.dtype == deep.dtype == np.uint8
+    assert (gray == 100).all() and (deep == 255).all()

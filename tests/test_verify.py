@@ -5,6 +5,7 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +25,7 @@ from aesthetic_qr.scan.camera import (
     run_suite,
 )
 from aesthetic_qr.scan.decoders import decode
+from aesthetic_qr.scan.report import verify_image
 
 TEXT = "https://example.com/aesthetic-qr"
 
@@ -120,6 +122,76 @@ def test_unavailable_decoder_is_reported_not_raised(plain, monkeypatch):
     assert "unknown decoder" in res["nope"].error
     assert not any(r.decoded or r.match for r in res.values())
     assert dec.available("zxing") == (False, "zxing-cpp is not usable (test)")
+
+
+# ---- payloads a decoder cannot return whole, and images larger than a scanner sees
+
+def _code(text: str, module_px: int = 6):
+    qr = encode(text, ecl="L")
+    img, geo = render(qr, module_px=module_px, border=4)
+    return qr.with_geometry(geo), img
+
+
+@pytest.mark.parametrize("payload", ["a\x00b", "abc\x00", "\x00xyz", "h\u00e9\x00llo"])
+def test_a_nul_payload_is_compared_on_what_each_decoder_returns(payload):
+    qr, img = _code(payload)
+    res = decode(img, expected=payload)
+    assert res["zxing"].match and res["zxing"].text == payload and res["zxing"].limitation is None  # bytes: whole
+    wechat = res["wechat"]  # WeChat's text ends at the NUL: a match on the part before it, said so
+    assert wechat.text == payload.split("\x00")[0] and wechat.match
+    assert "up to the first NUL" in wechat.limitation and f"of the payload's {len(payload)} characters" in \
+        wechat.limitation
+    assert decode(img, expected=payload.encode())["wechat"].match  # a bytes expectation likewise
+    report = verify_image(img, payload, qr)
+    assert report.passed, report.to_text()
+    assert report.verdict()["decoders"]["wechat"]["limitation"] == wechat.limitation
+    assert "wechat: decoded, payload matches as far as this decoder can return it" in report.to_text()
+    assert any("up to the first NUL" in note for note in report.notes)
+    suite = run_suite(img, payload, qr=qr, groups=("camera",))
+    assert min(suite.ssr.values()) >= 0.9, suite.ssr  # every WeChat view was a wrong payload before
+
+
+def test_a_nul_payload_never_passes_on_a_prefix_alone():
+    qr, img = _code("a\x00b")
+    alone = verify_image(img, "a\x00b", decoders=("wechat",))  # nothing compared the whole payload
+    assert not alone.passed and any("no decoder compared the whole payload" in r for r in alone.reasons)
+    _, other = _code("a\x00c")  # the same prefix, another payload: zxing tells them apart
+    report = verify_image(other, "a\x00b")
+    assert not report.passed and report.reasons == ["zxing did not read the payload"]
+    _, short = _code("a")  # a code of the prefix only
+    assert not verify_image(short, "a\x00b").passed
+    _, wrong = _code("x\x00b")  # another prefix: WeChat's comparison fails too
+    assert decode(wrong, ("wechat",), expected="a\x00b")["wechat"].match is False
+
+
+def test_a_large_image_is_decoded_downscaled_and_the_report_says_so(monkeypatch):
+    qr, img = _code(TEXT, module_px=8)
+    big = cv2.resize((img * 255).astype(np.uint8), (3000, 3000), interpolation=cv2.INTER_NEAREST)
+    seen = []
+    real = dec.wechat.detect_and_decode
+    monkeypatch.setattr(dec.wechat, "detect_and_decode", lambda gray: seen.append(gray.shape) or real(gray))
+    res = decode(big, expected=TEXT)
+    assert seen == [(2048, 2048)] and all(r.match for r in res.values())
+    assert {r.downscaled for r in res.values()} == {"3000×3000 → 2048×2048"}
+    report = verify_image(big, TEXT)
+    assert report.passed and report.notes == ["the image was downscaled for decoding (3000×3000 → 2048×2048, area "
+                                              "averaging): a scanner never sees more than 2048 px"]
+    assert report.to_text().endswith("note: " + report.notes[0]) and report.to_dict()["notes"] == report.notes
+    wide = decode(np.ones((500, 4100), np.uint8), ("zxing",))["zxing"]  # the longest side counts, aspect kept
+    assert wide.downscaled == "4100×500 → 2048×250"
+    assert decode(img, expected=TEXT)["zxing"].downscaled is None  # a normal picture is decoded as it is
+
+
+def test_downscaling_without_opencv_averages_whole_pixel_cells(monkeypatch):
+    def no_opencv():
+        raise ImportError("no OpenCV (test)")
+
+    monkeypatch.setattr(dec, "opencv", no_opencv)
+    gray = np.zeros((4100, 3000), np.uint8)
+    gray[:, 1500:] = 200
+    small, note = dec._shrink(gray)
+    assert small.shape == (2048, 1499) and note == "3000×4100 → 1499×2048"
+    assert small[:, :740].max() == 0 and small[:, 760:].min() == 200
 
 
 def test_package_imports_without_decoder_libraries():
