@@ -72,6 +72,10 @@ def follow_picture(text: str, picture: np.ndarray, *, version: int | None = None
         raise QRInputError("URL-fragment mode only makes sense for http(s) URLs: turn it off for other text")
     if not 0 <= extra_versions <= 39:
         raise QRInputError(f"extra_versions must be 0-39, got {extra_versions}")
+    if version is not None and not (isinstance(version, (int, np.integer)) and not isinstance(version, bool)
+                                    and 1 <= version <= 40):
+        # else range(41, 41) tries nothing and there is no best candidate (encode's message, same rule)
+        raise QRInputError(f"version {version!r} is out of range: use 1-40, or leave it unset for the smallest")
     first = version if version is not None else _smallest_version(text, ecl, url_fragment)
     versions = range(first, min(40, first + extra_versions) + 1)
     masks = range(8) if mask is None else (mask,)

@@ -3,8 +3,11 @@ camera does rather than at zero loss at module centres: start from the picture w
 harmonised, then Adam on the pixels' luminance (chroma kept from the picture) against SRL averaged over random
 camera degradations + fidelity to the picture; luminance stays in [0, 1] and chroma is the picture's (the colour
 guard by construction). The verifier, not the loss, decides when to
-stop: every `check_every` steps the camera suite runs and the first iterate whose scan success rate reaches the
-target on every decoder wins; otherwise the most robust iterate seen is kept."""
+stop: every `check_every` steps the iterate is checked as it will be saved (8-bit pixels). The camera views of
+the suite screen it; one whose scan success rate reaches the target on every decoder gets the full verification
+(`verify_image` with the whole suite, `min_ssr` = the target), and the first that passes it wins. Otherwise the
+most robust iterate seen is kept, and verified the same way. `PixelRefineResult.report` is that verification, of
+exactly the pixels of `PixelRefineResult.image`: the stop rule and the final verdict are one check."""
 
 from __future__ import annotations
 
@@ -21,9 +24,10 @@ from ..losses.grid import luminance
 from ..losses.perceptual import VGGFeatures, fidelity_loss
 from ..losses.srl import srl
 from ..qr.code import QRCode
-from ..qr.pixels import fit, pixel_modules
+from ..qr.pixels import fit, pixel_modules, to_float_rgb, to_uint8
 from ..scan.camera import run_suite
 from ..scan.decoders import DEFAULT_DECODERS
+from ..scan.report import VerifyReport, verify_image
 from .markers import harmonize_markers
 
 
@@ -44,17 +48,29 @@ class PixelRefineConfig:
 
 @dataclass
 class PixelRefineResult:
-    image: np.ndarray                 # H×W×3 float32 in [0, 1], at the code's geometry
+    image: np.ndarray                 # H×W×3 float32 in [0, 1], at the code's geometry, on the 8-bit grid (k/255)
     start: np.ndarray                 # the picture with harmonised markers, where optimisation began
     iterations: int
     stopped_early: bool
     best_ssr: dict[str, float]
     seconds: float
     history: list[dict] = field(default_factory=list)
+    report: VerifyReport | None = None  # the full verification of `image` (passed ⇔ the target was reached)
 
 
 def _camera_ssr(image: np.ndarray, qr: QRCode, decoders) -> dict[str, float]:
     return run_suite(image, qr.payload, decoders, groups=("camera",), qr=qr).ssr
+
+
+def _verify(image: np.ndarray, qr: QRCode, cfg: PixelRefineConfig) -> VerifyReport:
+    """The verdict: both decoders read the payload and the whole suite's SSR reaches the target."""
+    return verify_image(image, qr.text, qr, suite=True, decoders=cfg.decoders, min_ssr=cfg.target_ssr)
+
+
+def _as_saved(snapshot: torch.Tensor) -> np.ndarray:
+    """An iterate (1×3×H×W) as it will be saved: rounded to 8 bits (and back to float, exactly k/255), so every
+    check looks at the pixels a file will hold."""
+    return to_float_rgb(to_uint8(snapshot[0].permute(1, 2, 0).numpy()))
 
 
 def pixel_refine(picture: np.ndarray, qr: QRCode, config: PixelRefineConfig | None = None, *,
@@ -89,7 +105,8 @@ def _optimise(picture, qr, cfg, vgg, progress) -> PixelRefineResult:
         # the optimiser moves luminance only, so without a VGG fidelity is measured on luminance (3× cheaper)
         return fidelity_loss(current(), start, vgg) if vgg is not None else fidelity_loss(luma, start_luma)
 
-    best = (-1.0, start.detach(), {})
+    # the best iterate so far: (camera worst-decoder SSR, 8-bit pixels, camera SSR, full verification or None)
+    best = (-1.0, _as_saved(start.detach()), {}, None)
     history, stopped, it = [], False, 0
     for it in range(1, cfg.iterations + 1):
         optimiser.zero_grad()
@@ -100,23 +117,28 @@ def _optimise(picture, qr, cfg, vgg, progress) -> PixelRefineResult:
         with torch.no_grad():
             luma.clamp_(0, 1)
         if it % cfg.check_every == 0 or it == cfg.iterations:
-            snapshot = current().detach()
-            array = snapshot[0].permute(1, 2, 0).numpy()
+            array = _as_saved(current().detach())
             ssr = _camera_ssr(array, qr, cfg.decoders)
             worst = min(ssr.values()) if ssr else 0.0
-            history.append({"iteration": it, "loss": float(loss.detach()), "ssr": ssr})
-            if worst > best[0]:
-                best = (worst, snapshot, ssr)
+            entry = {"iteration": it, "loss": float(loss.detach()), "ssr": ssr}
+            report = _verify(array, qr, cfg) if worst >= cfg.target_ssr else None  # the screen passed: the verdict
+            if report is not None:
+                entry["verified"] = report.passed
+            history.append(entry)
+            if (report is not None and report.passed) or worst > best[0]:
+                best = (worst, array, ssr, report)
             if progress is not None:
                 progress(it, cfg.iterations, array)
-            if worst >= cfg.target_ssr:
+            if report is not None and report.passed:
                 stopped = True
                 break
         elif progress is not None:
             progress(it, cfg.iterations, None)
-    image = best[1][0].permute(1, 2, 0).numpy().astype(np.float32)
+    _, image, ssr, report = best
+    if report is None:  # the kept iterate was never fully verified (its camera SSR stayed below the target)
+        report = _verify(image, qr, cfg)
     return PixelRefineResult(image, start[0].permute(1, 2, 0).detach().numpy().astype(np.float32), it, stopped,
-                             best[2], time.perf_counter() - t0, history)
+                             ssr, time.perf_counter() - t0, history, report)
 
 
 def _symbol_mask(qr: QRCode, shape) -> np.ndarray:

@@ -7,7 +7,6 @@ from comfy_api.latest import io
 
 from ..art.pixel_refine import PixelRefineConfig, pixel_refine
 from ..qr.pixels import to_uint8
-from ..scan.report import verify_image
 from .inputs import AQRNode
 from .perceptual import VGG_FOLDER, vgg_choices, vgg_for_node
 from .tensors import image_batch_to_numpy, numpy_to_image
@@ -80,13 +79,12 @@ class AQRPixelRefine(AQRNode):
                 bar.update_absolute(offset + step, iterations * len(pictures), shown)
 
             result = pixel_refine(picture, qr_code, cfg, vgg=vgg, progress=tick)
-            check = verify_image(result.image, qr_code.text, qr_code, suite=True, min_ssr=target_ssr)
             outputs.append(result.image)
             steps = ", ".join(f"{h['iteration']}: " + "/".join(f"{100 * v:.0f}%" for v in h["ssr"].values())
                               for h in result.history)
             reports.append(f"{result.iterations} steps in {result.seconds:.1f} s "
                            f"({'target reached' if result.stopped_early else 'best iterate kept'}); camera SSR "
-                           f"per check: {steps}\n{check.to_text()}")
+                           f"per check: {steps}\n{result.report.to_text()}")
         report = "\n\n".join(reports)
         return io.NodeOutput(numpy_to_image(outputs), report, ui={"text": (report,)})
 

@@ -185,14 +185,18 @@ def smallest_version(segments: list[seg.Segment], ecl: str, start: int = 1) -> i
 
 def _capacity_error(segments: list[seg.Segment], version: int | None, ecl: str) -> QRInputError:
     smallest = smallest_version(segments, ecl)
-    need = _bits_needed(segments, version or 40)
     if version is None or smallest is None:
+        need = _bits_needed(segments, 40)  # at the largest version, whatever version was asked for
+        needs = (f"needs {need} bits" if need is not None
+                 else "has more characters than a segment's character count holds")
         return QRInputError(
-            f"the text needs {need} bits, more than the largest code (version 40-{ecl}, "
+            f"the text {needs}, more than the largest code (version 40-{ecl}, "
             f"{8 * data_codewords(40, ecl)} bits) holds: shorten it or lower the error-correction level")
+    need = _bits_needed(segments, version)  # None: more characters than the version's count field holds
+    needs = f"needs {need} bits but" if need is not None else "is too long for"
     return QRInputError(
-        f"the text needs {need} bits but version {version}-{ecl} holds {8 * data_codewords(version, ecl)}; "
-        f"the smallest version that fits at level {ecl} is {smallest} (or lower the level)")
+        f"the text {needs} version {version}-{ecl}" + (f" holds {8 * data_codewords(version, ecl)}" if need else "")
+        + f"; the smallest version that fits at level {ecl} is {smallest} (or lower the level)")
 
 
 def _data_codewords(segments: list[seg.Segment], version: int, ecl: str) -> tuple[np.ndarray, int, int]:

@@ -1,11 +1,20 @@
 """The `aesthetic-qr` command: the pack's pipelines without ComfyUI, and `run-workflow` to run a workflow on ComfyUI
-over its HTTP API. `--json` prints machine-readable output."""
+over its HTTP API. `--json` prints machine-readable output.
+
+Exit codes: 0 done and passed, 1 verification (or, for run-workflow, the run) failed, 2 bad input. Bad input is
+reported as one line on stderr, never a traceback: argparse's own errors too (`_Parser.error`), and every output
+path is checked (a writable folder, a known image extension) before any computation starts."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import os
 import sys
+import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +25,86 @@ from ..qr.pixels import load_picture, to_float_rgb, to_uint8
 from ..qr.render import STYLES, render
 from ..scan.report import VERDICT_KEY
 
+# the formats --out may name (those this PIL can write): each keeps an RGB picture as it is (JPEG lossily)
+Image.init()
+IMAGE_FORMATS = {ext: fmt for ext, fmt in {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
+                                            ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}.items()
+                 if fmt in Image.SAVE}
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds both take 0 … 2³²−1
 
-def save_image(image: np.ndarray, path: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_uint8(image)).save(path)
+
+# ---- output files ------------------------------------------------------------------------------------------------
+
+def _writable_folder(folder: Path, what: str) -> None:
+    """`folder` exists as a folder, or can be made: its nearest existing ancestor is a folder this process can
+    create files in (tried, not guessed from permission bits: root passes every bit check)."""
+    probe = folder
+    try:
+        probe = folder.absolute()
+        while not probe.exists() and probe != probe.parent:
+            if probe.is_symlink():  # a dangling link: creating the folder would follow it
+                raise QRInputError(f"{what}: {str(probe)!r} is a broken link")
+            probe = probe.parent
+        if not probe.is_dir():
+            raise QRInputError(f"{what}: {str(probe)!r} is a file, not a folder")
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        raise QRInputError(f"{what}: cannot write in {str(probe)!r} ({err.strerror or err})") from None
+
+
+def check_image_out(path: str, flag: str = "--out") -> Path:
+    """The file an image will be written to, checked before any work: a known image extension, not a folder,
+    in a folder that exists or can be made and is writable."""
+    out = Path(path)
+    ext = out.suffix.lower()
+    if ext not in IMAGE_FORMATS:
+        got = f"{ext!r}" if ext else "no extension"
+        raise QRInputError(f"{flag} {path!r}: name an image file ending in {', '.join(IMAGE_FORMATS)} ({got})")
+    if out.is_dir():
+        raise QRInputError(f"{flag} {path!r} is a folder: name the image file, e.g. {str(out / 'code.png')!r}")
+    if out.exists() and not out.is_file():
+        raise QRInputError(f"{flag} {path!r} exists and is not a regular file")
+    _writable_folder(out.parent, f"{flag} {path!r}")
+    return out
+
+
+def check_folder_out(path: str | Path, flag: str = "--out") -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise QRInputError(f"{flag} {str(path)!r} is a file: give a folder for the images")
+    _writable_folder(out, f"{flag} {str(path)!r}")
+    return out
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def save_image(image: np.ndarray, path: str | Path) -> None:
+    """Write `image` to `path` in the format its extension names, all or nothing: into a temporary file beside it,
+    then renamed over it; a failed write (a full disk) leaves no partial file and raises QRInputError."""
+    out = Path(path)
+    fmt = IMAGE_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise QRInputError(f"{str(path)!r}: name an image file ending in {', '.join(IMAGE_FORMATS)}")
+    tmp = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+        with os.fdopen(fd, "wb") as fh:
+            Image.fromarray(to_uint8(image)).save(fh, format=fmt)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, out)
+        tmp = None
+    except OSError as err:
+        raise QRInputError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def load_image(path: str) -> np.ndarray:
@@ -27,29 +112,103 @@ def load_image(path: str) -> np.ndarray:
     return to_float_rgb(load_picture(path))
 
 
-def _version(value: str) -> int | None:
-    return None if value == "auto" else int(value)
+# ---- argument types: a bad value is one argparse line ("argument --seed: ...") -----------------------------------
 
+def _text(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # argv bytes that are not UTF-8 arrive as lone surrogates (surrogateescape)
+        raise argparse.ArgumentTypeError(f"{value.encode('utf-8', 'surrogateescape')!r} is not valid UTF-8 text; "
+                                         "pass the message as UTF-8") from None
+    return value
+
+
+def _path(value: str) -> str:
+    if "\x00" in value:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a file name (it holds a NUL character)")
+    return value
+
+
+def _version(value: str) -> int | None:
+    if value == "auto":
+        return None
+    try:
+        version = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a version: give 1-40, or auto") from None
+    if not 1 <= version <= 40:
+        raise argparse.ArgumentTypeError(f"version {version} is out of range: give 1-40, or auto")
+    return version
+
+
+def _int_range(lo: int, hi: int | None = None, what: str = "a whole number"):
+    bound = f"from {lo} to {hi}" if hi is not None else f"≥ {lo}"
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what} {bound}") from None
+        if number < lo or (hi is not None and number > hi):
+            raise argparse.ArgumentTypeError(f"{number} is out of range: give {what} {bound}")
+        return number
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _float_range(lo: float, hi: float | None = None, *, open_lo: bool = False, what: str = "a number"):
+    bound = (f"in [{lo:g}, {hi:g}]" if hi is not None else f"> {lo:g}" if open_lo else f"≥ {lo:g}")
+
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what} {bound}") from None
+        if not math.isfinite(number) or number < lo or (open_lo and number == lo) or (hi is not None and number > hi):
+            raise argparse.ArgumentTypeError(f"{value} is out of range: give {what} {bound}")
+        return number
+
+    parse.__name__ = "float"
+    return parse
+
+
+_seed = _int_range(0, MAX_SEED, "a seed")
+
+
+# ---- subcommands -------------------------------------------------------------------------------------------------
 
 def cmd_encode(args: argparse.Namespace) -> dict:
-    qr = encode(args.text, version=_version(args.version), ecl=args.ecl,
+    check_image_out(args.out)
+    qr = encode(args.text, version=args.version, ecl=args.ecl,
                 mask=None if args.mask == "auto" else int(args.mask), boost_ecl=args.boost_ecl)
     image, geo = render(qr, module_px=args.module_px, border=args.border, style=args.style, multiple=args.multiple)
     save_image(image, args.out)
     return {**qr.with_geometry(geo).to_json(), "out": args.out}
 
 
+def _read_code(path: str) -> QRCode:
+    """A code description written by `encode --json`."""
+    hint = "write one with `aesthetic-qr encode --json`"
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise QRInputError(f"cannot read {path!r} as a code description ({hint}): {err}") from None
+    if not isinstance(data, dict):
+        raise QRInputError(f"{path!r} holds a JSON {type(data).__name__}, not the object a code description is "
+                           f"({hint})")
+    try:
+        return QRCode.from_json(data)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+        raise QRInputError(f"cannot use {path!r} as a code description ({hint}): "
+                           f"{err.__class__.__name__} {err}") from None
+
+
 def cmd_verify(args: argparse.Namespace) -> dict:
     from ..scan.report import verify_image
 
+    qr = _read_code(args.qr) if args.qr else None
     image = load_image(args.image)
-    qr = None
-    if args.qr:
-        try:
-            qr = QRCode.from_json(json.loads(Path(args.qr).read_text()))
-        except (OSError, ValueError, KeyError) as err:
-            raise QRInputError(f"cannot use {args.qr!r} as a code description (write one with "
-                               f"`aesthetic-qr encode --json`): {err}") from None
     expected = args.expect if args.expect is not None else qr.text
     report = verify_image(image, expected, qr=qr, suite=args.suite)
     return report.to_dict()
@@ -58,9 +217,10 @@ def cmd_verify(args: argparse.Namespace) -> dict:
 def cmd_reshuffle(args: argparse.Namespace) -> dict:
     from ..art.follow import follow_picture
 
+    check_image_out(args.out)
     picture = load_image(args.target)
     fixed = load_image(args.fixed_mask).mean(axis=2) if args.fixed_mask else None
-    result = follow_picture(args.text, picture, version=_version(args.version), ecl=args.ecl,
+    result = follow_picture(args.text, picture, version=args.version, ecl=args.ecl,
                             mask=None if args.mask == "search" else int(args.mask),
                             extra_versions=args.extra_versions, module_px=args.module_px, border=args.border,
                             multiple=args.multiple, priority=args.priority, dither=args.dither, fixed=fixed,
@@ -75,15 +235,31 @@ def cmd_reshuffle(args: argparse.Namespace) -> dict:
             "per_block": report.per_block, "candidates": result.candidates, "out": args.out}
 
 
+ARTUP_BORDER = 4  # ArtupConfig's default quiet zone, which the CLI keeps
+MIN_MODULE_PX = 2  # ARTUP never draws a module smaller (art.artup.auto_module_px)
+
+
+def _check_size_px(text: str, version: int | None, ecl: str, size_px: int) -> None:
+    """`--size-px` must hold the code at ARTUP's smallest module size; below it ARTUP silently draws a larger
+    picture than asked (and one too small to scan)."""
+    modules = encode(text, version=version, ecl=ecl, mask=0).size + 2 * ARTUP_BORDER
+    least = MIN_MODULE_PX * modules
+    if size_px < least:
+        raise QRInputError(f"--size-px {size_px} is too small: this code is {modules} modules wide with its quiet "
+                           f"zone, so give at least {least} ({MIN_MODULE_PX} px a module; 512 is the default)")
+
+
 def cmd_artup(args: argparse.Namespace) -> dict:
     import time
 
+    check_image_out(args.out)  # before the imports too: torch takes seconds
+    _check_size_px(args.text, args.version, args.ecl, args.size_px)
     from ..art.artup import ArtupConfig, artup_until_scans
     from ..scan.report import verify_image
 
     start = time.perf_counter()
-    config = ArtupConfig(version=_version(args.version), ecl=args.ecl, p_min=args.p_min, size_px=args.size_px,
-                         seed=args.seed)
+    config = ArtupConfig(version=args.version, ecl=args.ecl, p_min=args.p_min, size_px=args.size_px,
+                         border=ARTUP_BORDER, seed=args.seed)
     result, attempts = artup_until_scans(load_image(args.image), args.text, config=config)
     seconds = time.perf_counter() - start
     save_image(result.image, args.out)
@@ -95,18 +271,18 @@ def cmd_artup(args: argparse.Namespace) -> dict:
 def cmd_personalize(args: argparse.Namespace) -> dict:
     import time
 
+    check_image_out(args.out)  # before the imports too: torch takes seconds
     from ..art.follow import follow_picture
     from ..art.pixel_refine import PixelRefineConfig, pixel_refine
-    from ..scan.report import verify_image
 
     start = time.perf_counter()
     picture = load_image(args.image)
-    follow = follow_picture(args.text, picture, version=_version(args.version), ecl=args.ecl, mask=None,
+    follow = follow_picture(args.text, picture, version=args.version, ecl=args.ecl, mask=None,
                             module_px=args.module_px, border=args.border, multiple=8, priority="artup")
     result = pixel_refine(picture, follow.qr, PixelRefineConfig(iterations=args.iterations, seed=args.seed))
+    # the verdict is the refinement's own last check, made on exactly these (8-bit) pixels
     save_image(result.image, args.out)
-    report = verify_image(result.image, follow.qr.text, follow.qr, suite=True)
-    return {**report.to_dict(), "qr": follow.qr.summary(), "iterations": result.iterations,
+    return {**result.report.to_dict(), "qr": follow.qr.summary(), "iterations": result.iterations,
             "stopped_early": result.stopped_early, "seconds": round(time.perf_counter() - start, 2),
             "out": args.out}
 
@@ -233,6 +409,40 @@ def _connect(server: str | None):
     return local.client, local
 
 
+def _output_refs(outputs, out_dir: Path) -> list[tuple[Path, dict]]:
+    """Every output image the server's ``/history`` names, with where it goes under ``--out``: all checked before
+    the first is fetched, so a server that names one file outside ``--out`` gets nothing written at all."""
+    refs = []
+    for output in (outputs.values() if isinstance(outputs, dict) else ()):
+        images = output.get("images") if isinstance(output, dict) else None
+        for ref in images if isinstance(images, list) else ():
+            if not isinstance(ref, dict) or ref.get("type") != "output":
+                continue
+            filename, subfolder = ref.get("filename"), ref.get("subfolder") or ""
+            if not isinstance(filename, str) or not isinstance(subfolder, str):
+                raise QRInputError(f"the server named an output that is not a file name ({subfolder!r}, "
+                                   f"{filename!r}); nothing saved")
+            refs.append((_output_path(out_dir, subfolder, filename), {**ref, "subfolder": subfolder}))
+    return refs
+
+
+def _verify_outputs(prompt: dict, outputs) -> list[dict]:
+    verify = []
+    outputs = outputs if isinstance(outputs, dict) else {}
+    for node_id, entry in prompt.items():
+        if entry["class_type"] != "AQR_Verify":
+            continue
+        output = outputs.get(node_id)
+        output = output if isinstance(output, dict) else {}
+        verdicts = [v for v in output.get(VERDICT_KEY) or [] if isinstance(v, dict)]
+        text = output.get("text") or []
+        verify.append({"node": node_id, "title": (entry.get("_meta") or {}).get("title", ""),
+                       "pass": bool(verdicts) and all(v.get("pass") is True for v in verdicts),
+                       "images": [img for v in verdicts for img in v.get("images") or []],
+                       "report": "\n".join(str(t) for t in text) if isinstance(text, list) else str(text)})
+    return verify
+
+
 def cmd_run_workflow(args: argparse.Namespace) -> dict:
     import time
 
@@ -240,6 +450,7 @@ def cmd_run_workflow(args: argparse.Namespace) -> dict:
     from .workflow import WorkflowError, bundled_inputs, ui_to_api
 
     name, ui, api = _load_workflow(args.workflow)
+    out_dir = check_folder_out(args.out or Path("out") / name)
     sets = [_parse_set(item) for item in args.set or []]
     try:
         client, local = _connect(args.server)
@@ -247,6 +458,9 @@ def cmd_run_workflow(args: argparse.Namespace) -> dict:
         raise QRInputError(str(err)) from None
     try:
         object_info = client.object_info()
+        if not isinstance(object_info, dict):
+            raise QRInputError(f"{client.base_url}/object_info is not a ComfyUI node list; is it ComfyUI?")
+        object_info = {k: v for k, v in object_info.items() if isinstance(v, dict)}
         try:
             prompt = json.loads(json.dumps(api)) if api is not None else ui_to_api(ui, object_info)
         except WorkflowError as err:
@@ -269,25 +483,19 @@ def cmd_run_workflow(args: argparse.Namespace) -> dict:
         seconds = round(time.monotonic() - start, 2)
         saved, verify = [], []
         if result is not None:
-            out_dir = Path(args.out or Path("out") / name)
-            for output in result.outputs.values():
-                for ref in output.get("images") or []:
-                    if ref.get("type") != "output":
-                        continue
-                    path = _output_path(out_dir, ref.get("subfolder", ""), ref["filename"])
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(client.view(ref["filename"], ref.get("subfolder", ""), ref["type"]))
-                    saved.append(str(path))
-            for node_id, entry in prompt.items():
-                if entry["class_type"] == "AQR_Verify":
-                    output = result.outputs.get(node_id) or {}
-                    verdicts = output.get(VERDICT_KEY) or []
-                    verify.append({"node": node_id, "title": (entry.get("_meta") or {}).get("title", ""),
-                                   "pass": bool(verdicts) and all(v.get("pass") is True for v in verdicts),
-                                   "images": [img for v in verdicts for img in v.get("images", [])],
-                                   "report": "\n".join(output.get("text") or [])})
+            for path, ref in _output_refs(result.outputs, out_dir):
+                data = client.view(ref["filename"], ref["subfolder"], ref["type"])
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                saved.append(str(path))
+            verify = _verify_outputs(prompt, result.outputs)
+    except QRInputError:
+        raise
     except OSError as err:  # the server went away (requests' errors are OSErrors), or --out is not writable
         raise QRInputError(f"{err.__class__.__name__}: {err}") from None
+    except (KeyError, TypeError, AttributeError, ValueError) as err:  # a server that answers unlike ComfyUI
+        raise QRInputError(f"{client.base_url} answered unlike ComfyUI ({err.__class__.__name__}: {err}); "
+                           "is --server a ComfyUI?") from None
     finally:
         client.close()
         if local is not None:
@@ -304,7 +512,7 @@ def cmd_run_workflow(args: argparse.Namespace) -> dict:
 
 
 def _execution_error(result) -> str:
-    e = result.error or {}
+    e = result.error if isinstance(result.error, dict) else {}
     where = f"node {e.get('node_id')} ({e.get('node_type')})"
     if result.status == "interrupted":
         return f"interrupted at {where}"
@@ -314,122 +522,189 @@ def _execution_error(result) -> str:
 def cmd_demo(args: argparse.Namespace) -> dict:
     from .demo import run_demo
 
+    check_folder_out(args.out)
     return run_demo(args.out, args.text, suite=not args.no_suite)
+
+
+# ---- parser ------------------------------------------------------------------------------------------------------
+
+class _UsageError(Exception):
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog, self.message = prog, message
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line ("aesthetic-qr encode: argument --version: …"), not the usage
+    block plus a line; `main` prints it and returns 2."""
+
+    def error(self, message: str):
+        raise _UsageError(self.prog, f"{message} (see {self.prog} --help)")
+
+
+def _common(p: argparse.ArgumentParser, *, out_help: str = "image file to write (.png, .jpg, .webp, .bmp, .tif)"):
+    p.add_argument("--out", required=True, type=_path, help=out_help)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+VERSION_HELP = "1-40, or auto for the smallest that fits"
+SEED_HELP = f"seed, 0-{MAX_SEED}"
 
 
 def _picture_job(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     """A subcommand that turns a picture into a scannable picture: the flags they all share."""
     p = sub.add_parser(name, help=help_text)
-    p.add_argument("--text", required=True, help="the message")
-    p.add_argument("--image", required=True, help="the picture")
-    p.add_argument("--version", default="auto", help="1-40, or auto for the smallest that fits")
+    p.add_argument("--text", required=True, type=_text, help="the message")
+    p.add_argument("--image", required=True, type=_path, help="the picture")
+    p.add_argument("--version", default=None, type=_version, help=VERSION_HELP)
     p.add_argument("--ecl", default="M", choices=list("LMQH"), type=str.upper, help="error-correction level")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP)
+    _common(p)
     return p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aesthetic-qr", description=__doc__)
+    parser = _Parser(prog="aesthetic-qr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="the embedded default job: encode, follow a built-in picture, verify")
-    p.add_argument("--text", default="https://github.com/aesthetic-qr/aesthetic-qr", help="the message")
-    p.add_argument("--out", default="out/demo", help="folder for the images")
+    p.add_argument("--text", default="https://github.com/aesthetic-qr/aesthetic-qr", type=_text, help="the message")
+    p.add_argument("--out", default="out/demo", type=_path, help="folder for the images")
     p.add_argument("--no-suite", action="store_true", help="skip the simulated-camera suite")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("encode", help="encode text as a QR code image (layout-aware encoder)")
-    p.add_argument("--text", required=True, help="the message")
-    p.add_argument("--version", default="auto", help="1-40, or auto for the smallest that fits")
+    p.add_argument("--text", required=True, type=_text, help="the message")
+    p.add_argument("--version", default=None, type=_version, help=VERSION_HELP)
     p.add_argument("--ecl", default="M", choices=list("LMQH"), type=str.upper, help="error-correction level")
     p.add_argument("--boost-ecl", action="store_true", help="raise the level as far as the version allows")
     p.add_argument("--mask", default="auto", choices=["auto"] + [str(i) for i in range(8)])
-    p.add_argument("--module-px", type=int, default=10, help="pixels per module")
-    p.add_argument("--border", type=int, default=4, help="quiet zone in modules")
+    p.add_argument("--module-px", type=_int_range(1), default=10, help="pixels per module")
+    p.add_argument("--border", type=_int_range(0), default=4, help="quiet zone in modules")
     p.add_argument("--style", default="plain", choices=STYLES)
-    p.add_argument("--multiple", type=int, default=1, help="pad the image side to a multiple of this (8 for SD)")
-    p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--json", action="store_true", help="print JSON (settings, geometry, matrix)")
+    p.add_argument("--multiple", type=_int_range(1), default=1,
+                   help="pad the image side to a multiple of this (8 for SD)")
+    _common(p)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("reshuffle", help="rearrange the code's free bits so its modules follow a picture")
-    p.add_argument("--text", required=True, help="the message (kept exactly, unless --url-fragment)")
-    p.add_argument("--target", required=True, help="picture the modules should follow")
-    p.add_argument("--version", default="auto", help="1-40, or auto for the smallest that fits")
-    p.add_argument("--extra-versions", type=int, default=0, help="also try this many larger versions")
+    p.add_argument("--text", required=True, type=_text, help="the message (kept exactly, unless --url-fragment)")
+    p.add_argument("--target", required=True, type=_path, help="picture the modules should follow")
+    p.add_argument("--version", default=None, type=_version, help=VERSION_HELP)
+    p.add_argument("--extra-versions", type=_int_range(0, 39), default=0, help="also try this many larger versions")
     p.add_argument("--ecl", default="M", choices=list("LMQH"), type=str.upper, help="error-correction level")
     p.add_argument("--mask", default="search", choices=["search"] + [str(i) for i in range(8)])
-    p.add_argument("--fixed-mask", help="image whose bright pixels must keep the picture's values (e.g. a face)")
+    p.add_argument("--fixed-mask", type=_path,
+                   help="image whose bright pixels must keep the picture's values (e.g. a face)")
     p.add_argument("--priority", default="qart", choices=["qart", "artup", "uniform"])
     p.add_argument("--dither", action="store_true", help="error-diffusion dithering of the module target")
     p.add_argument("--url-fragment", action="store_true",
                    help="URLs only: append #digits for more free bits (decoded text changes, the page does not)")
-    p.add_argument("--seed", type=int, default=0, help="tie-break order among equal priorities")
-    p.add_argument("--module-px", type=int, default=10, help="pixels per module")
-    p.add_argument("--border", type=int, default=4, help="quiet zone in modules")
-    p.add_argument("--multiple", type=int, default=1, help="pad the image side to a multiple of this")
+    p.add_argument("--seed", type=_seed, default=0, help=f"tie-break order among equal priorities ({SEED_HELP})")
+    p.add_argument("--module-px", type=_int_range(1), default=10, help="pixels per module")
+    p.add_argument("--border", type=_int_range(0), default=4, help="quiet zone in modules")
+    p.add_argument("--multiple", type=_int_range(1), default=1, help="pad the image side to a multiple of this")
     p.add_argument("--style", default="plain", choices=STYLES)
-    p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--json", action="store_true")
+    _common(p)
     p.set_defaults(func=cmd_reshuffle)
 
     p = _picture_job(sub, "artup", "picture in, scannable picture out (ARTUP: reshuffle, scan model, colour)")
-    p.add_argument("--p-min", type=float, default=0.85,
+    p.add_argument("--p-min", type=_float_range(0.0, 1.0), default=0.85,
                    help="required probability of a correct module read (raised automatically until it scans)")
-    p.add_argument("--size-px", type=int, default=512, help="largest output side in pixels")
+    p.add_argument("--size-px", type=_int_range(1), default=512, help="largest output side in pixels")
     p.set_defaults(func=cmd_artup)
 
     p = _picture_job(sub, "personalize", "picture in, scannable picture out (pixel-space SRL refinement)")
-    p.add_argument("--module-px", type=int, default=12, help="pixels per module")
-    p.add_argument("--border", type=int, default=4, help="quiet zone in modules")
-    p.add_argument("--iterations", type=int, default=400, help="most optimisation steps")
+    p.add_argument("--module-px", type=_int_range(1), default=12, help="pixels per module")
+    p.add_argument("--border", type=_int_range(0), default=4, help="quiet zone in modules")
+    p.add_argument("--iterations", type=_int_range(0), default=400,
+                   help="most optimisation steps (0: the picture with harmonised markers only)")
     p.set_defaults(func=cmd_personalize)
 
     p = sub.add_parser("run-workflow", help="run a workflow on ComfyUI over its HTTP API (a local headless one "
                                             "when no --server), save the outputs, print the verify reports")
-    p.add_argument("workflow", help="a name from workflows/ (e.g. artup_cpu) or a path to a UI or API JSON")
-    p.add_argument("--set", action="append", metavar="NODE.INPUT=VALUE",
+    p.add_argument("workflow", type=_path, help="a name from workflows/ (e.g. artup_cpu) or a path to a UI or API "
+                                                "JSON")
+    p.add_argument("--set", action="append", metavar="NODE.INPUT=VALUE", type=_text,
                    help="override an input; NODE is a node id or title, VALUE is JSON when it parses (repeatable)")
-    p.add_argument("--server", help="URL of a running ComfyUI (default: start a headless one here)")
-    p.add_argument("--out", help="folder for the output images (default: out/WORKFLOW)")
-    p.add_argument("--timeout", type=float, default=900, help="seconds to wait for the run")
+    p.add_argument("--server", type=_text, help="URL of a running ComfyUI (default: start a headless one here)")
+    p.add_argument("--out", type=_path, help="folder for the output images (default: out/WORKFLOW)")
+    p.add_argument("--timeout", type=_float_range(0.0, open_lo=True, what="seconds"), default=900.0,
+                   help="seconds to wait for the run")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run_workflow)
 
     p = sub.add_parser("verify", help="decode an image with real decoders, optionally through the camera suite")
-    p.add_argument("image")
+    p.add_argument("image", type=_path)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--expect", help="the payload the image must decode to")
-    src.add_argument("--qr", help="JSON written by `encode --json` (enables per-module error analysis)")
+    src.add_argument("--expect", type=_text, help="the payload the image must decode to")
+    src.add_argument("--qr", type=_path, help="JSON written by `encode --json` (enables per-module error analysis)")
     p.add_argument("--suite", action="store_true", help="also run the simulated-camera suite (SSR per decoder)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
     return parser
 
 
+# ---- main --------------------------------------------------------------------------------------------------------
+
 def _print_human(result: dict) -> None:
     if "report" in result:
-        print(result["report"])
+        _emit(str(result["report"]))
         return
-    for key, value in result.items():
-        if key != "matrix":
-            print(f"{key}: {value}")
+    _emit("\n".join(f"{key}: {value}" for key, value in result.items() if key != "matrix"))
+
+
+def _emit(text: str, fallback: str | None = None) -> None:
+    """Print to stdout; text its encoding cannot hold strictly (a file name of non-UTF-8 bytes, which argv carries
+    as surrogates) is printed as `fallback` (JSON with \\u escapes, still valid JSON) or with backslash escapes."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        text = fallback if fallback is not None else text.encode(encoding, "backslashreplace").decode(encoding)
+    print(text)
+
+
+def _one_line(message) -> str:
+    return " ".join(str(message).split())
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one subcommand; the exit code: 0 done and passed, 1 verification (or the run) failed, 2 bad input
+    (one line on stderr)."""
     try:
-        result = args.func(args)
-    except QRInputError as err:
-        print(f"aesthetic-qr {args.command}: {err}", file=sys.stderr)
+        args = build_parser().parse_args(argv)
+    except _UsageError as err:
+        print(f"{err.prog}: {_one_line(err.message)}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps(result, ensure_ascii=False))
-    else:
-        _print_human(result)
+    except SystemExit as done:  # --help
+        return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
+    prog = f"aesthetic-qr {args.command}"
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        # e.g. PIL's DecompressionBombWarning: one line, not the warning plus the source line that raised it
+        print(f"{prog}: warning: {_one_line(message)}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show_warning
+        try:
+            result = args.func(args)
+        except QRInputError as err:
+            print(f"{prog}: {err}", file=sys.stderr)
+            return 2
+        except Image.DecompressionBombError as err:
+            print(f"{prog}: {_one_line(err)}; give a smaller picture", file=sys.stderr)
+            return 2
+    try:
+        if args.json:
+            _emit(json.dumps(result, ensure_ascii=False), json.dumps(result))
+        else:
+            _print_human(result)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `aesthetic-qr … | head`: the reader left; not an error of ours
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0 if result.get("pass", True) else 1
 
 

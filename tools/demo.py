@@ -10,9 +10,9 @@ import numpy as np
 from ..art.blueprint import halftone_blueprint
 from ..art.follow import follow_picture
 from ..qr import encode
-from ..qr.pixels import to_uint8
 from ..qr.render import render
 from ..scan.report import verify_image
+from .cli import check_folder_out, save_image
 
 DEFAULT_TEXT = "https://github.com/aesthetic-qr/aesthetic-qr"
 
@@ -32,20 +32,21 @@ def smiley(side: int = 512) -> np.ndarray:
 
 
 def run_demo(out_dir: str | Path, text: str = DEFAULT_TEXT, suite: bool = True) -> dict:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    from PIL import Image
+    """The demo in `out_dir`; the text is checked (it must fit a code) before any picture is made. Version 6 makes
+    a picture-like code; a longer text gets the smallest version that holds it."""
+    version = max(6, encode(text, ecl="M").version)  # a text no code holds fails here, with encode's message
+    out = check_folder_out(out_dir)
 
     def save(name: str, image: np.ndarray) -> str:
         path = out / name
-        Image.fromarray(to_uint8(image)).save(path)
+        save_image(image, path)
         return str(path)
 
     picture = smiley()
-    plain = encode(text, version=6, ecl="M")
+    plain = encode(text, version=version, ecl="M")
     plain_image, geo = render(plain, module_px=12, border=4, multiple=8)
     plain = plain.with_geometry(geo)
-    follow = follow_picture(text, picture, version=6, ecl="M", mask=None, module_px=12, border=4, multiple=8,
+    follow = follow_picture(text, picture, version=version, ecl="M", mask=None, module_px=12, border=4, multiple=8,
                             priority="artup")
     code = follow.qr
     code_image, _ = render(code, 12, 4, multiple=8)
