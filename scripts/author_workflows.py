@@ -1,4 +1,5 @@
-"""Write the GPU workflows (DiffQRCoder, the QR Code Monster baseline, Face2QR) from the compact descriptions below:
+"""Write workflows from the compact descriptions below — the GPU ones (DiffQRCoder, the QR Code Monster baseline,
+Face2QR, and DiffQRCoder and Face2QR ending in the generate-until-it-scans loop) and the CPU ``art_cpu`` —:
 ``workflows/NAME.json`` (UI format, laid out in columns, with a note), its API twin ``workflows/api/NAME.json`` and
 the thumbnail ``workflows/NAME.jpg``.
 
@@ -6,8 +7,12 @@ the thumbnail ``workflows/NAME.jpg``.
 
 Widget order and defaults come from a real ComfyUI's ``/object_info`` (a headless one is started unless ``--server``
 is given) plus the recorded ComfyUI_InstantID definitions in ``tests/fixtures/third_party_object_info.json``.
-Edit a workflow here, not in the JSON, so the files stay reproducible. No GPU has run these graphs here, so the
+Edit a workflow here, not in the JSON, so the files stay reproducible. No GPU has run the GPU graphs here, so their
 thumbnails are not generated pictures: each shows the code the ControlNet sees and the pipeline, and says so.
+``art_cpu``'s thumbnail is its real output (`art` on the bundled picture with the workflow's settings).
+
+The files are the same whichever ComfyUI is asked: node outputs that changed between 0.3.75 and 0.33 are written as
+0.33 defines them (``NEWEST_OUTPUTS``), which is what its frontend saves.
 """
 # ruff: noqa: E501  (the notes are prose with one paragraph a line, as the workflows' Note nodes show them)
 
@@ -233,8 +238,62 @@ Not run here: no GPU, no ComfyUI_InstantID and no SDXL weights where this was wr
     return g.prompt, [("Read me: Face2QR, models and node packs", note)]
 
 
+ART_TEXT = "https://github.com/aesthetic-qr/aesthetic-qr"
+
+
+def art_cpu() -> tuple[dict, list]:
+    g = Graph()
+    picture = g.add("LoadImage", "Picture", image="astronaut.jpg")
+    art = g.add("AQR_Art", "Art", image=out(picture), text=ART_TEXT, error_correction="M, Q, H", robustness=0,
+                budget=True, code_scale=1.0, camera_ssr=0.95, max_seconds=0.0)
+    g.add("AQR_Verify", "Verify", image=out(art), qr_code=out(art, 1), decoders="zxing + wechat", suite=True,
+          min_ssr=0.95, raise_on_failure=False, expected_text="")
+    g.add("SaveImage", "Save", images=out(art), filename_prefix="aqr_art")
+    note = """Art on the CPU: the picture in, the same picture out with a code drawn in that keeps as much of it as verified robustness allows.
+
+Node packs: aesthetic-qr (this pack; ComfyUI >= 0.3.68) and ComfyUI core (Load Image, Save Image). Nothing else.
+Models: none. Runs on any CPU, no GPU and no downloads.
+
+Picture: Load Image expects astronaut.jpg, which ships in this pack's assets/ folder. `aesthetic-qr run-workflow art_cpu` uploads it for you; in the browser, upload it (ComfyUI/custom_nodes/aesthetic-qr/assets/astronaut.jpg) or any picture of your own into Load Image.
+
+Change the payload in the Art node (text). Art tries levels M, Q and H; for each it reshuffles the code's free modules to follow the picture (ARTUP), then leaves, in every Reed-Solomon block, the codewords that would cost the picture most exactly as the picture (the error correction absorbs them, a spare is kept for the camera), and raises every other module's modelled probability of a correct read with the hue kept. Each result is verified with both decoders through the 58-view camera suite; the least robust level that passes is kept. The code sits inside the picture at its own size: every pixel outside the code and its thin light strip is the picture's. QR Verify re-checks it; Save Image writes it.
+
+Time: about 3 s on a shared 2-core CPU."""
+    return g.prompt, [("Read me: Art, models and node packs", note)]
+
+
+def until_scans(workflow, policy: str):
+    """`workflow` with its last sampler (the one whose picture is verified) replaced by AQR_ScanSampler: the same
+    model, conditioning, latent and settings, verified after sampling and tried again with `policy` (4 attempts)
+    until an attempt verifies; everything downstream (refinement, verification, saving) is kept."""
+
+    def variant() -> tuple[dict, list]:
+        prompt, notes = workflow()
+        sampler_id = [k for k, e in prompt.items() if e["class_type"] == "KSampler"][-1]
+        ks = prompt[sampler_id]
+        vae = next(e["inputs"]["vae"] for e in prompt.values() if e["class_type"] == "VAEDecode")
+        code = next(e["inputs"]["qr_code"] for e in prompt.values() if e["class_type"] == "AQR_Verify")
+        prompt[sampler_id] = {
+            "class_type": "AQR_ScanSampler", "_meta": {"title": ks["_meta"]["title"] + ", until it scans"},
+            "inputs": {**ks["inputs"], "vae": vae, "qr_code": code, "attempts": 4, "policy": policy,
+                       "guidance_scale": 500.0, "decoders": "zxing + wechat", "suite": False, "min_ssr": 0.95,
+                       "margin": 1, "refine_iterations": 100}}
+        title, text = notes[0]
+        text += (f"\n\nThis variant ends in the generate-until-it-scans loop: '{ks['_meta']['title']}' is an "
+                 f"AQR_ScanSampler with the same settings that decodes and verifies what it sampled and, on failure, "
+                 f"tries again with the policy '{policy}' (at most 4 attempts); its report says what each attempt "
+                 f"changed and whether it verified. Everything after it is as in {workflow.__name__}.")
+        return prompt, [(title.replace("Read me: ", "Read me (until it scans): "), text)]
+
+    variant.__name__ = f"{workflow.__name__}_until_scans"
+    return variant
+
+
 WORKFLOWS = {"diffqrcoder_sd15": diffqrcoder_sd15, "qrmonster_baseline_sd15": qrmonster_baseline_sd15,
-             "face2qr_sdxl": face2qr_sdxl}
+             "face2qr_sdxl": face2qr_sdxl, "art_cpu": art_cpu,
+             # guidance is already in the model (SRPG), so the loop only moves on to the next seed
+             "diffqrcoder_sd15_until_scans": until_scans(diffqrcoder_sd15, "seeds"),
+             "face2qr_sdxl_until_scans": until_scans(face2qr_sdxl, "seeds, guidance, then refine")}
 
 
 # ---- thumbnails: the code the ControlNet sees and the pipeline, labelled as such ---------------------------------
@@ -249,8 +308,14 @@ STAGES = {
                      "IDRS: reshuffle, face fixed", "   -> adaptive halftone blueprint", "Stage 2 (denoise 0.7)",
                      "IDSE latent refine", "Verify, Save"],
 }
+STAGES["diffqrcoder_sd15_until_scans"] = [s.replace("Stage 2: ControlNet", "Stage 2, until it scans: ControlNet")
+                                          for s in STAGES["diffqrcoder_sd15"]]
+STAGES["face2qr_sdxl_until_scans"] = [s.replace("Stage 2 (denoise 0.7)", "Stage 2 until it scans (4 attempts)")
+                                      for s in STAGES["face2qr_sdxl"]]
 TITLES = {"diffqrcoder_sd15": "DiffQRCoder (SD1.5)", "qrmonster_baseline_sd15": "QR Monster baseline (SD1.5)",
-          "face2qr_sdxl": "Face2QR (SDXL + InstantID)"}
+          "face2qr_sdxl": "Face2QR (SDXL + InstantID)",
+          "diffqrcoder_sd15_until_scans": "DiffQRCoder (SD1.5), until it scans",
+          "face2qr_sdxl_until_scans": "Face2QR (SDXL + InstantID), until it scans"}
 
 
 def blueprint(settings: dict, side: int) -> Image.Image:
@@ -263,10 +328,15 @@ def blueprint(settings: dict, side: int) -> Image.Image:
 
 
 def thumbnail(name: str) -> Image.Image:
+    if name == "art_cpu":  # the workflow's real output: what its Art node computes on the bundled picture
+        from aesthetic_qr.art.fidelity import ArtConfig, art
+        from aesthetic_qr.qr.pixels import load_picture
+
+        return Image.fromarray(art(load_picture(ROOT / "assets" / "astronaut.jpg"), ART_TEXT, ArtConfig()).image)
     canvas = Image.new("RGB", (1024, 576), (246, 244, 240))
     draw = ImageDraw.Draw(canvas)
     x = 32
-    if name == "face2qr_sdxl":
+    if name.startswith("face2qr_sdxl"):
         face = Image.open(ROOT / "assets" / "astronaut.jpg").convert("RGB").resize((216, 216), Image.LANCZOS)
         canvas.paste(face, (x, 68))
         canvas.paste(blueprint(FACE2QR_CODE, 216), (x, 68 + 216 + 16))
@@ -288,11 +358,30 @@ def thumbnail(name: str) -> Image.Image:
     return canvas
 
 
+# Outputs that ComfyUI 0.33 added to core nodes (0.3.75 had none): SaveImage and PreviewImage pass their images on.
+# The frontend (1.32.9 with 0.3.75 as 1.49.6 with 0.33) reconciles a loaded node's outputs with its definition by
+# position: the definition's name and type win, an output it adds is created, a saved one it lacks is kept as
+# saved; saving writes the node's outputs. So a workflow saved by the newest frontend carries these outputs, and
+# ComfyUI 0.3.75 loads it too (the extra output stays unconnected).
+NEWEST_OUTPUTS = {"SaveImage": {"output": ["IMAGE"], "output_name": ["images"], "output_is_list": [False]},
+                  "PreviewImage": {"output": ["IMAGE"], "output_name": ["images"], "output_is_list": [False]}}
+
+
+def newest_definitions(object_info: dict) -> dict:
+    """``object_info`` with ``NEWEST_OUTPUTS`` where the server's definition has no outputs (ComfyUI 0.3.75)."""
+    out = dict(object_info)
+    for node_type, outputs in NEWEST_OUTPUTS.items():
+        if node_type in out and not out[node_type].get("output"):
+            out[node_type] = {**out[node_type], **outputs}
+    return out
+
+
 def build(name: str, object_info: dict) -> dict:
-    """The UI workflow ``workflows/NAME.json`` (ids, note and layout included) for these node definitions."""
+    """The UI workflow ``workflows/NAME.json`` (ids, note and layout included) for these node definitions, the
+    same for ComfyUI 0.3.75's and 0.33's (``newest_definitions``)."""
     prompt, notes = WORKFLOWS[name]()
     return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"aesthetic-qr/workflows/{name}")), "revision": 0,
-            **api_to_ui(prompt, object_info, notes)}
+            **api_to_ui(prompt, newest_definitions(object_info), notes)}
 
 
 def main(argv: list[str] | None = None) -> int:

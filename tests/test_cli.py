@@ -100,3 +100,24 @@ def test_artup_on_the_bundled_picture(tmp_path):
     assert all(d["match"] and d["ssr"] >= 0.95 for d in result["decoders"].values())
     image = np.asarray(Image.open(out).convert("RGB"))
     assert all(r.match for r in decode(image, expected="https://github.com/aesthetic-qr/aesthetic-qr").values())
+
+
+def test_art_on_the_bundled_picture(tmp_path):
+    """The README's main job: the picture in, the same picture out with a code that scans; the JSON contract."""
+    from pathlib import Path
+
+    from aesthetic_qr.qr.pixels import load_picture
+
+    picture = Path(__file__).resolve().parents[1] / "assets" / "coffee.jpg"
+    out = tmp_path / "art.png"
+    proc = run("art", "--text", "https://github.com/aesthetic-qr/aesthetic-qr", "--image", str(picture),
+               "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert {"pass", "ssim", "ssr", "seconds", "version", "ecl", "mask", "errors_per_block", "margin"} <= set(result)
+    assert result["pass"] and min(result["ssr"].values()) >= 0.95 and 0 < result["ssim"] < 1
+    assert all(m >= 0 for m in result["margin"]) and len(result["margin"]) == len(result["errors_per_block"])
+    saved, source = load_picture(out), load_picture(picture)
+    assert saved.shape == source.shape                      # the picture's own size and framing
+    assert np.array_equal(saved[:, :2], source[:, :2])      # outside the code: the picture's own pixels
+    assert all(r.match for r in decode(saved, expected="https://github.com/aesthetic-qr/aesthetic-qr").values())

@@ -45,7 +45,7 @@ TEXT = "https://example.com/aqr"
 GUIDE_TEXT = "AQR guide"
 NODE_IDS = ["AQR_Encode", "AQR_Reshuffle", "AQR_HalftoneBlueprint", "AQR_FaceMask", "AQR_MarkerHarmonize",
             "AQR_ARTUP", "AQR_PixelRefine", "AQR_ScanProbability", "AQR_ScanGuidance", "AQR_GuidanceReport",
-            "AQR_LatentRefine", "AQR_Verify", "AQR_PickBest", "AQR_ScanSampler"]
+            "AQR_LatentRefine", "AQR_Verify", "AQR_PickBest", "AQR_ScanSampler", "AQR_Art"]
 
 
 # ---------------------------------------------------------------------------------------------- ComfyUI in-process
@@ -500,6 +500,28 @@ def test_artup_rejects_conflicting_level_or_no_code(comfy_nodes, code, picture, 
         inputs["qr_code"] = code[1]
     with pytest.raises(ValueError, match=f"AQR_ARTUP: {fragment}"):
         run(comfy_nodes, "AQR_ARTUP", image=picture, verify_suite=False, **inputs)
+
+
+# ----------------------------------------------------------------------------------------------------- AQR_Art
+
+def test_art_keeps_the_picture_outside_the_code_and_verifies(comfy_nodes, picture, progress):
+    progress.clear()
+    wide = torch.cat([picture, picture.flip(2)], dim=2)      # 192×384: the code sits in the middle
+    out = run(comfy_nodes, "AQR_Art", image=wide, text=TEXT, error_correction="M")
+    image, qr, passed, report = out.args
+    assert image.shape == wide.shape and qr.text == TEXT and qr.ecl == "M"
+    summary = json.loads(report)
+    assert passed is summary["pass"] is True and summary["ssim"] > 0.2 and out.ui["text"] == (report,)
+    assert all(0 <= spent <= qr.correctable() for spent in summary["errors_per_block"])
+    x0 = qr.geometry.origin[0] - qr.geometry.module_px          # the light strip is one module wide
+    assert x0 > 0 and torch.equal((image[:, :, :x0] * 255).round(), (wide[:, :, :x0] * 255).round())
+    assert reads(image, TEXT) == {"zxing": True, "wechat": True}
+    assert progress and progress[-1][0] == progress[-1][1]
+
+
+def test_art_needs_a_message(comfy_nodes, picture):
+    with pytest.raises(ValueError, match="AQR_Art: connect a QR_CODE or type the text to encode"):
+        run(comfy_nodes, "AQR_Art", image=picture)
 
 
 # -------------------------------------------------------------------------------------------------- AQR_PixelRefine

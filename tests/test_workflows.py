@@ -40,9 +40,11 @@ from aesthetic_qr.tools.workflow import (
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted(p.stem for p in (ROOT / "workflows").glob("*.json"))
 RECORDED = Path(__file__).resolve().parent / "fixtures" / "third_party_object_info.json"
-CPU_WORKFLOWS = ["artup_cpu", "pixel_srl_cpu"]
-SD15_WORKFLOWS = ["diffqrcoder_sd15", "qrmonster_baseline_sd15"]  # run here on a random tiny SD1.5
-GPU_WORKFLOWS = SD15_WORKFLOWS + ["face2qr_sdxl"]  # face2qr: validated against recorded InstantID nodes only
+CPU_WORKFLOWS = ["art_cpu", "artup_cpu", "pixel_srl_cpu"]
+# run here on a random tiny SD1.5
+SD15_WORKFLOWS = ["diffqrcoder_sd15", "diffqrcoder_sd15_until_scans", "qrmonster_baseline_sd15"]
+# face2qr: validated against recorded InstantID nodes only
+GPU_WORKFLOWS = SD15_WORKFLOWS + ["face2qr_sdxl", "face2qr_sdxl_until_scans"]
 MODEL_SUFFIXES = {".safetensors", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl", ".sft", ".onnx", ".gguf"}
 NOT_FOUND = " (neither on the test ComfyUI nor recorded in tests/fixtures/third_party_object_info.json)"
 
@@ -106,6 +108,38 @@ def test_api_twin_is_the_conversion(name, object_info):
         "\n  ".join(differences)
 
 
+def reconciled_outputs(saved: list[dict], info: dict) -> list[tuple]:
+    """(name, type, links) of a node's outputs after the frontend (1.32.9 and 1.49.6 alike) loads it: position by
+    position the definition's name and type win over the saved ones, an output only the definition has is created
+    unconnected, a saved one the definition lacks is kept."""
+    names = info.get("output_name") or info.get("output") or []
+    defined = [(name, "COMBO" if isinstance(kind, list) else kind)
+               for kind, name in zip(info.get("output") or [], names)]
+    out = []
+    for i in range(max(len(saved), len(defined))):
+        slot = saved[i] if i < len(saved) else {}
+        name, kind = defined[i] if i < len(defined) else (slot.get("name"), slot.get("type"))
+        out.append((name, kind, slot.get("links") or []))
+    return out
+
+
+@pytest.mark.comfyui
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_outputs_are_what_the_frontend_saves(name, object_info):
+    """Loading the workflow in the frontend changes no node's outputs, so it is what the frontend saves back (on
+    ComfyUI 0.33 SaveImage and PreviewImage have an `images` output); an output this server's definition lacks
+    (0.3.75's SaveImage) is kept unconnected."""
+    for node in ui(name)["nodes"]:
+        info = object_info.get(node["type"])
+        if info is None:  # Note, Reroute, ...
+            continue
+        saved = [(o.get("name"), o.get("type"), o.get("links") or []) for o in node.get("outputs") or []]
+        assert saved == reconciled_outputs(node.get("outputs") or [], info), \
+            f"{name}: node {node['id']} ({node['type']}): outputs {saved} are not its definition's"
+        extra = saved[len(info.get("output") or []):]
+        assert not any(links for _, _, links in extra), f"{name}: node {node['id']} links an output it lacks here"
+
+
 # ---- the CPU workflows run and scan ----------------------------------------------------------------------------
 
 def scans(image: Image.Image, text: str) -> bool:
@@ -113,7 +147,7 @@ def scans(image: Image.Image, text: str) -> bool:
 
 
 def payload(prompt: dict) -> str:
-    (text,) = [e["inputs"]["text"] for e in prompt.values() if e["class_type"] == "AQR_Encode"]
+    (text,) = [e["inputs"]["text"] for e in prompt.values() if e["class_type"] in ("AQR_Encode", "AQR_Art")]
     return text
 
 
@@ -153,6 +187,7 @@ def test_gpu_workflow_is_what_its_script_writes(name, object_info):
 # What makes a GPU workflow small enough for this CPU: 4 px modules (version and level stay), two sampler steps,
 # two refinement iterations checked every step. Scan guidance keeps mode xt (through UNet and ControlNet).
 TINY = {"AQR_Encode": {"module_px": 4}, "KSampler": {"steps": 2},
+        "AQR_ScanSampler": {"steps": 2, "attempts": 2},
         "AQR_LatentRefine": {"iterations": 2, "check_every": 1}}
 
 
@@ -168,7 +203,7 @@ def shrunk(name: str, models: dict) -> dict:
             inputs["control_net_name"] = models["controlnet"]
         elif kind == "SaveImage":
             inputs["filename_prefix"] = f"aqr_test_{inputs['filename_prefix']}_{uuid.uuid4().hex[:6]}"
-        elif kind == "KSampler":  # a seed of its own, so no node's output is taken from another test's cache
+        elif kind in ("KSampler", "AQR_ScanSampler"):  # a seed of its own: no output comes from another test's cache
             inputs["seed"] = zlib.crc32(name.encode())
         for key, value in TINY.get(kind, {}).items():
             assert key in inputs, f"{name}: {kind} has no input {key}"
@@ -203,7 +238,7 @@ def test_sd15_workflow_runs_on_a_random_tiny_model(name, comfyui, tiny_models):
     print(f"\n[{name}] ran in {seconds:.1f} s")
     executed = {k for k, v in result.outputs.items() if v}
     saves = [i for i, e in prompt.items() if e["class_type"] == "SaveImage"]
-    assert len(saves) == (2 if name == "diffqrcoder_sd15" else 1)
+    assert len(saves) == (2 if name.startswith("diffqrcoder_sd15") else 1)
     for save in saves:
         assert save in executed
         (ref,) = result.images(save)
@@ -212,7 +247,7 @@ def test_sd15_workflow_runs_on_a_random_tiny_model(name, comfyui, tiny_models):
         assert ref["filename"].startswith(prompt[save]["inputs"]["filename_prefix"])
     (verify,) = [i for i, e in prompt.items() if e["class_type"] == "AQR_Verify"]
     assert result.outputs[verify]["text"][0].startswith(("PASS", "FAIL"))
-    if name == "diffqrcoder_sd15":
+    if name.startswith("diffqrcoder_sd15"):
         (report,) = [i for i, e in prompt.items() if e["class_type"] == "AQR_GuidanceReport"]
         text = "\n".join(result.outputs[report]["text"])
         assert "run 1: 2 steps" in text and "guided at steps 0–1" in text, text
@@ -220,6 +255,10 @@ def test_sd15_workflow_runs_on_a_random_tiny_model(name, comfyui, tiny_models):
         (refine,) = [i for i, e in prompt.items() if e["class_type"] == "AQR_LatentRefine"]
         text = "\n".join(result.outputs[refine]["text"])
         assert "2 iterations" in text or "passed" in text, text
+    if name.endswith("_until_scans"):  # noise never verifies: both attempts ran and reported
+        (loop,) = [i for i, e in prompt.items() if e["class_type"] == "AQR_ScanSampler"]
+        text = "\n".join(result.outputs[loop]["text"])
+        assert text.startswith("FAIL after 2 attempts") and "attempt 2: seed" in text, text
 
 
 # ---- aesthetic-qr run-workflow ---------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ Image.init()
 IMAGE_FORMATS = {ext: fmt for ext, fmt in {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
                                             ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}.items()
                  if fmt in Image.SAVE}
+LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp")  # saved pixels differ from the verified ones
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds both take 0 … 2³²−1
 
 
@@ -266,6 +267,30 @@ def cmd_artup(args: argparse.Namespace) -> dict:
     report = verify_image(result.image, result.qr.text, result.qr, suite=True)
     return {**report.to_dict(), "qr": result.qr.summary(), "mean_p": round(result.mean_p, 4), "attempts": attempts,
             "seconds": round(seconds, 2), "out": args.out}
+
+
+ART_LEVELS = {"auto": ("M", "Q", "H"), "M": ("M",), "Q": ("Q",), "H": ("H",)}
+
+
+def cmd_art(args: argparse.Namespace) -> dict:
+    check_image_out(args.out)  # before the imports too: torch takes seconds
+    from ..art.fidelity import ArtConfig, art
+    from ..art.fidelity import verify as verify_art
+
+    config = ArtConfig(ecls=ART_LEVELS[args.ecl], robustness=args.robustness, budget=not args.no_budget,
+                       code_scale=args.code_scale, camera_ssr=args.camera_ssr, seed=args.seed)
+    result = art(load_picture(args.image), args.text, config)
+    save_image(result.image, args.out)
+    out = {**result.to_json(), "out": args.out}
+    if Path(args.out).suffix.lower() in LOSSY_SUFFIXES:  # the saved pixels are not the verified ones: check them
+        clean, suite, saved_pass = verify_art(load_picture(args.out), result.qr, config.decoders, config.camera_ssr)
+        out.update({"pass": bool(result.passed and saved_pass), "saved_file_pass": bool(saved_pass)})
+    ssr = ", ".join(f"{name} {100 * value:.0f} %" for name, value in result.ssr.items())
+    out["report"] = (f"{'PASS' if out['pass'] else 'FAIL'}: {args.out}: SSIM {result.ssim:.3f} to the picture; suite "
+                     f"SSR {ssr}; v{result.qr.version}-{result.qr.ecl} mask {result.qr.mask}, robustness level "
+                     f"{result.robustness}, codewords left as the picture per block {result.errors_per_block} of "
+                     f"{result.correctable} correctable, in {result.seconds:.1f} s")
+    return out
 
 
 def cmd_personalize(args: argparse.Namespace) -> dict:
@@ -614,6 +639,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="required probability of a correct module read (raised automatically until it scans)")
     p.add_argument("--size-px", type=_int_range(1), default=512, help="largest output side in pixels")
     p.set_defaults(func=cmd_artup)
+
+    p = sub.add_parser("art", help="picture in, the same picture with a code drawn in that keeps it as far as "
+                                   "verified robustness allows (ARTUP + the error-correction budget)")
+    p.add_argument("--text", required=True, type=_text, help="the message")
+    p.add_argument("--image", required=True, type=_path, help="the picture (its size and framing are kept)")
+    p.add_argument("--ecl", default="auto", choices=list(ART_LEVELS), type=lambda v: v if v == "auto" else v.upper(),
+                   help="error-correction levels to try (auto: M, Q and H, keeping the best that passes)")
+    p.add_argument("--robustness", type=_int_range(0, 8), default=0,
+                   help="robustness level to start from, 0-8 (0: the least robust that still passes)")
+    p.add_argument("--no-budget", action="store_true", help="spend no error correction on the picture (ARTUP)")
+    p.add_argument("--code-scale", type=_float_range(0.2, 1.0), default=1.0,
+                   help="share of the picture's shorter side the code takes (1: as large as fits)")
+    p.add_argument("--camera-ssr", type=_float_range(0.5, 1.0), default=0.95,
+                   help="share of camera views each decoder must read")
+    p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP)
+    _common(p)
+    p.set_defaults(func=cmd_art)
 
     p = _picture_job(sub, "personalize", "picture in, scannable picture out (pixel-space SRL refinement)")
     p.add_argument("--module-px", type=_int_range(1), default=12, help="pixels per module")

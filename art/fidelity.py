@@ -1,0 +1,441 @@
+"""`art`: ARTUP's machinery plus the error-correction budget, placed inside the picture (issue #12, lever 1).
+
+Every RS block corrects t = ⌊EC codewords / 2⌋ codeword errors. ARTUP forces every module towards its bit; this
+pipeline leaves up to t − spare codewords per block as the picture — the ones whose forcing costs the picture
+most — and keeps `spare` codewords per block for what the camera adds. The steps, per candidate error-correction
+level (M, Q, H by default; the smallest version that holds the text at that level):
+
+1. Placement. The symbol plus a `quiet_width`-module strip is centred in the picture, as large as fits the shorter
+   side (whole pixels per module; `code_scale` < 1 draws it smaller). The output has the input's size; pixels
+   outside the symbol and its strip are the input's, bit for bit.
+2. Binary stage. ARTUP's reshuffle (`follow_picture`, priority "artup", all masks) on the part of the picture the
+   symbol covers: the free bits follow the picture.
+3. Cost. ARTUP's grayscale stage at the level's p_min with every module constrained prices each module: Σ over
+   its pixels of (1 − luminance-SSIM map) (`cost="ssim"`) or of ΔY² (`"luminance"`); a codeword's price is the
+   sum over its 8 modules. `fast_cost` (default) prices with one threshold iteration and no camera pass (about
+   4× cheaper; measured −0.003 SSIM on the tuning pictures against the full stage).
+4. Budget. Per block, the (t − spare) costliest codewords with a non-zero price are "spent": their modules get
+   p_min 0 in the final grayscale stage (ARTUP's per-module p_min array), so they stay exactly the picture.
+   Remainder bits (no codeword) are left as the picture too. spare = ⌈share · t⌉. The quiet strip is the cost
+   pass's (ARTUP's quiet zone takes the smallest p_min, which would be 0 here).
+5. Colour: ARTUP's hue-keeping `match_luminance` on the pixels whose luminance moved; every other pixel keeps the
+   input's bytes.
+6. Verification decides. A robustness level is a (spare share, p_min) pair of `levels`, least robust first. The
+   search is best-first over (candidate, level): each candidate starts at `robustness`; the one with the highest
+   predicted SSIM (the cost pass with the spent modules put back, luminance SSIM over the work crop) is drawn
+   and verified — a strict clean decode with every decoder (payload equal), then the full simulated-camera
+   suite (`run_suite`'s 58 views; the qr-verify presets are skipped once the camera views alone fail too many),
+   SSR ≥ `camera_ssr` on every decoder. A candidate that fails moves one level up. The first that passes is
+   returned: the saved pixels are the verified ones. If none passes (or `max_seconds` runs out), the most
+   robust attempt (clean decode, then worst SSR) is returned with pass False.
+
+The default ladder ends with share 1 (no budget) and ARTUP's p_min escalation, so its top is ARTUP on the same
+placement with full-suite verification. `budget=False` spends nothing at any level (the ablation).
+
+Threads: the grayscale stage is small-tensor torch work; `art` runs it with one torch thread (more only add
+barrier waits on a busy machine) and restores the caller's setting.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+
+import numpy as np
+
+from ..qr.code import Geometry, QRCode, encode
+from ..qr.errors import QRInputError
+from ..qr.pixels import luminance, to_float_rgb
+from ..qr.tables import ECLS
+from ..scan.analysis import analyze
+from ..scan.camera import SuiteResult, qrverify_presets, run_suite
+from ..scan.decoders import KNOWN_DECODERS, decode
+from .artup import ArtupConfig, grayscale_stage
+from .colour import COLOUR_MODES, match_luminance
+from .follow import follow_picture
+
+__all__ = ["ArtConfig", "ArtResult", "DEFAULT_LEVELS", "art", "placement", "spend_budget", "ssim_rgb", "verify"]
+
+# (spare share of t, p_min), least robust first. Tuned on procedural pictures and Debian wallpapers only
+# (gnome-backgrounds, mate-backgrounds), never on the skimage pictures bench/bench_fidelity.py measures.
+DEFAULT_LEVELS: tuple[tuple[float, float], ...] = (
+    (0.25, 0.8), (0.25, 0.85), (0.5, 0.85), (0.5, 0.9), (0.75, 0.9), (1.0, 0.9), (1.0, 0.95), (1.0, 0.98),
+    (1.0, 0.995))
+COST_MODES = ("ssim", "luminance")
+CAMERA_BLUR_PER_MODULE = 0.003   # ARTUP's auto camera blur, per module across the code and its strip
+_CONTEXT_MODULES = 3             # picture kept around the strip for the threshold model's window
+
+
+@dataclass(frozen=True)
+class ArtConfig:
+    """Settings of `art`. Validated on construction (and so by `dataclasses.replace`): a bad value raises a
+    one-line QRInputError naming the field; NaN and ±inf are refused."""
+
+    ecls: tuple[str, ...] = ("M", "Q", "H")        # candidate error-correction levels
+    levels: tuple[tuple[float, float], ...] = DEFAULT_LEVELS  # the robustness ladder: (spare share, p_min)
+    robustness: int = 0                            # the level to start from (index into levels)
+    escalate: bool = True                          # climb the ladder until the suite passes
+    budget: bool = True                            # False: spend nothing (ARTUP on the same placement)
+    cost: str = "ssim"                             # how a module's forcing is priced
+    fast_cost: bool = True                         # price modules with a 1-iteration stage without the camera pass
+    code_scale: float = 1.0                        # share of the shorter side the code and its strip take
+    quiet_width: float = 1.0                       # light strip around the symbol, modules
+    iterations: int = 4                            # ARTUP's threshold re-estimations
+    camera_ssr: float = 0.95                       # the SSR every decoder must reach over the suite
+    decoders: tuple[str, ...] = ("zxing", "wechat")
+    max_seconds: float | None = None               # no new level starts after this (None: no limit)
+    colour: str = "paper"
+    seed: int = 0
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise QRInputError(f"{f.name} must be finite, got {v}")
+        if not isinstance(self.ecls, tuple) or not self.ecls or any(e not in ECLS for e in self.ecls):
+            raise QRInputError(f"ecls must be a non-empty tuple of {', '.join(ECLS)}, got {self.ecls!r}")
+        if not isinstance(self.levels, tuple) or not self.levels:
+            raise QRInputError(f"levels must be a non-empty tuple of (spare share, p_min) pairs, got {self.levels!r}")
+        for lv in self.levels:
+            ok = isinstance(lv, tuple) and len(lv) == 2 and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in lv)
+            if not ok or not (0.0 <= lv[0] <= 1.0 and 0.0 < lv[1] <= 1.0):
+                raise QRInputError(f"levels must hold (spare share in [0, 1], p_min in (0, 1]) pairs, got {lv!r}")
+        if not isinstance(self.robustness, int) or isinstance(self.robustness, bool) or \
+                not 0 <= self.robustness < len(self.levels):
+            raise QRInputError(f"robustness must be a level index 0-{len(self.levels) - 1}, got {self.robustness!r}")
+        for name in ("escalate", "budget", "fast_cost"):
+            if not isinstance(getattr(self, name), bool):
+                raise QRInputError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.cost not in COST_MODES:
+            raise QRInputError(f"cost {self.cost!r} is not one of {', '.join(COST_MODES)}")
+        if not _number(self.code_scale) or not 0.0 < self.code_scale <= 1.0:
+            raise QRInputError(f"code_scale must be in (0, 1], got {self.code_scale!r}")
+        if not _number(self.quiet_width) or not 0.0 <= self.quiet_width <= 4.0:
+            raise QRInputError(f"quiet_width must be in [0, 4] modules, got {self.quiet_width!r}")
+        if not isinstance(self.iterations, int) or isinstance(self.iterations, bool) or not 1 <= self.iterations <= 50:
+            raise QRInputError(f"iterations must be a whole number in [1, 50], got {self.iterations!r}")
+        if not _number(self.camera_ssr) or not 0.0 <= self.camera_ssr <= 1.0:
+            raise QRInputError(f"camera_ssr must be in [0, 1], got {self.camera_ssr!r}")
+        if not isinstance(self.decoders, tuple) or not self.decoders or \
+                any(d not in KNOWN_DECODERS for d in self.decoders):
+            raise QRInputError(f"decoders must be a non-empty tuple of {', '.join(KNOWN_DECODERS)}, "
+                               f"got {self.decoders!r}")
+        if self.max_seconds is not None and (not _number(self.max_seconds) or self.max_seconds <= 0):
+            raise QRInputError(f"max_seconds must be > 0 or None, got {self.max_seconds!r}")
+        if self.colour not in COLOUR_MODES:
+            raise QRInputError(f"colour {self.colour!r} is not one of {', '.join(COLOUR_MODES)}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise QRInputError(f"seed must be a whole number, got {self.seed!r}")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass
+class ArtResult:
+    image: np.ndarray                # H×W×3 uint8, the input's size: the verified pixels
+    qr: QRCode                       # the reshuffled code, geometry placed in the picture
+    passed: bool                     # clean decode with every decoder and SSR ≥ camera_ssr on each
+    ssim: float                      # whole picture, RGB, against the input
+    ssr: dict[str, float]            # per decoder, full suite
+    clean: dict[str, bool]           # strict clean decode per decoder
+    seconds: float
+    robustness: int                  # the level the result was made at
+    spare_share: float
+    p_min: float
+    errors_per_block: list[int]      # codewords per block deliberately left as the picture
+    margin: list[int]                # correctable − errors_per_block
+    correctable: int
+    kept: np.ndarray = field(repr=False)           # (n, n) bool, modules left as the picture
+    read_errors_per_block: list[int] = field(default_factory=list)  # codeword errors read on the clean output
+    failures: dict[str, list[str]] = field(default_factory=dict)    # failing views per decoder
+    attempts: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"pass": bool(self.passed), "ssim": round(float(self.ssim), 4),
+                "ssr": {k: round(float(v), 4) for k, v in self.ssr.items()},
+                "clean": {k: bool(v) for k, v in self.clean.items()},
+                "seconds": round(float(self.seconds), 3), "version": int(self.qr.version), "ecl": self.qr.ecl,
+                "mask": int(self.qr.mask), "module_px": int(self.qr.geometry.module_px),
+                "origin": list(self.qr.geometry.origin), "errors_per_block": list(self.errors_per_block),
+                "margin": list(self.margin), "correctable": int(self.correctable),
+                "read_errors_per_block": list(self.read_errors_per_block),
+                "robustness": int(self.robustness), "spare_share": float(self.spare_share),
+                "p_min": float(self.p_min), "failures": self.failures, "attempts": self.attempts}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# pieces
+
+def placement(shape: tuple[int, int], n: int, quiet_width: float = 1.0,
+              code_scale: float = 1.0) -> tuple[int, int, int]:
+    """(module_px, x0, y0): the largest whole module size at which n modules plus a quiet_width strip on each side
+    fit code_scale × the shorter side of an H×W picture, the symbol centred. Refuses pictures too small for 2 px
+    per module."""
+    h, w = shape
+    p = int(math.floor(code_scale * min(h, w) / (n + 2 * quiet_width) + 1e-9))
+    if p < 2:
+        raise QRInputError(f"the picture ({w}×{h}) is too small for a {n}-module code at 2 px per module: give one "
+                           f"at least {math.ceil(2 * (n + 2 * quiet_width) / code_scale)} px on its shorter side")
+    side = n * p
+    return p, (w - side) // 2, (h - side) // 2
+
+
+def spend_budget(qr: QRCode, module_cost: np.ndarray, spare: int) -> tuple[np.ndarray, list[int]]:
+    """Per RS block, the (t − spare) codewords with the highest positive cost (Σ of their modules' cost): returns
+    the (n, n) bool mask of their modules and the count chosen per block."""
+    blk, cw = np.asarray(qr.module_block), np.asarray(qr.module_codeword)
+    t = qr.correctable()
+    allow = max(0, t - int(spare))
+    kept = np.zeros(blk.shape, bool)
+    counts = []
+    for b in range(len(qr.blocks)):
+        sel = blk == b
+        words = cw[sel]
+        costs = np.bincount(words, weights=module_cost[sel], minlength=int(words.max()) + 1)
+        order = [int(k) for k in np.argsort(-costs, kind="stable") if costs[k] > 1e-9][:allow]
+        for k in order:
+            kept |= sel & (cw == k)
+        counts.append(len(order))
+    return kept, counts
+
+
+def _module_cost(y0: np.ndarray, g: np.ndarray, geo: Geometry, n: int, mode: str) -> np.ndarray:
+    """(n, n) price of forcing each module: Σ over its pixels of (1 − local SSIM) or of ΔY²."""
+    p = geo.module_px
+    x0, y0_ = geo.origin
+    if mode == "luminance":
+        d = (g - y0) ** 2
+    else:
+        d = 1.0 - _ssim_map(y0, g)
+    d = d[y0_:y0_ + n * p, x0:x0 + n * p]
+    return d.reshape(n, p, n, p).sum(axis=(1, 3)).astype(np.float64)
+
+
+def _ssim_map(a: np.ndarray, b: np.ndarray, win: int = 7) -> np.ndarray:
+    """Luminance SSIM map (7×7 box, data range 1): the per-pixel terms skimage averages."""
+    import cv2  # noqa: PLC0415
+    k = (win, win)
+    a = a.astype(np.float32)
+    b = b.astype(np.float32)
+    ma, mb = cv2.blur(a, k), cv2.blur(b, k)
+    va, vb = cv2.blur(a * a, k) - ma * ma, cv2.blur(b * b, k) - mb * mb
+    cab = cv2.blur(a * b, k) - ma * mb
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    return ((2 * ma * mb + c1) * (2 * cab + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))
+
+
+def ssim_rgb(a: np.ndarray, b: np.ndarray) -> float:
+    """skimage's SSIM over the whole picture in RGB (uint8, data range 255)."""
+    from skimage.metrics import structural_similarity  # noqa: PLC0415
+    return float(structural_similarity(a, b, channel_axis=-1, data_range=255))
+
+
+@dataclass
+class _Candidate:
+    ecl: str
+    qr_crop: QRCode          # geometry relative to the crop
+    qr: QRCode               # geometry in the picture
+    crop: tuple[int, int, int, int]   # y0, y1, x0, x1 of the work crop in the picture
+    cache: dict = field(default_factory=dict)   # "y0": crop luminance; p_min → the cost pass's gray
+
+
+def _build_candidate(src: np.ndarray, text: str, ecl: str, cfg: ArtConfig) -> _Candidate:
+
+    h, w = src.shape[:2]
+    version = encode(text, ecl=ecl, mask=0).version
+    n = 17 + 4 * version
+    p, ox, oy = placement((h, w), n, cfg.quiet_width, cfg.code_scale)
+    side = n * p
+    sym = src[oy:oy + side, ox:ox + side]
+    follow = follow_picture(text, sym, version=version, ecl=ecl, module_px=p, border=0, multiple=1,
+                            priority="artup", seed=cfg.seed)
+    code = follow.qr
+    ctx = int(round((cfg.quiet_width + _CONTEXT_MODULES) * p))
+    cy0, cy1 = max(0, oy - ctx), min(h, oy + side + ctx)
+    cx0, cx1 = max(0, ox - ctx), min(w, ox + side + ctx)
+    border = int(math.ceil(cfg.quiet_width))
+    geo_crop = Geometry(p, border, (ox - cx0, oy - cy0), (cx1 - cx0, cy1 - cy0))
+    geo_pic = Geometry(p, border, (ox, oy), (w, h))
+    return _Candidate(ecl, code.with_geometry(geo_crop), code.with_geometry(geo_pic), (cy0, cy1, cx0, cx1))
+
+
+def _plan(src: np.ndarray, cand: _Candidate, spare_share: float, p_min: float, cfg: ArtConfig) -> dict:
+    """The cost pass (ARTUP at p_min, every module constrained; cached per p_min) and the codewords to spend:
+    {kept, counts, spare, predicted} — `predicted` is the luminance SSIM of the cost pass with the spent modules
+    put back to the picture, a cheap stand-in for the rendered SSIM used to rank candidates."""
+
+    qr = cand.qr_crop
+    geo = qr.geometry
+    n, p = qr.size, qr.geometry.module_px
+    cy0, cy1, cx0, cx1 = cand.crop
+    y0 = cand.cache.get("y0")
+    if y0 is None:
+        y0 = cand.cache["y0"] = luminance(src[cy0:cy1, cx0:cx1])
+    blur = CAMERA_BLUR_PER_MODULE * (n + 2 * cfg.quiet_width)
+    base = ArtupConfig(p_min=p_min, iterations=cfg.iterations, quiet_width=cfg.quiet_width, camera_blur=blur)
+    if p_min not in cand.cache:
+        cost_cfg = replace(base, iterations=1, camera_blur=0.0) if cfg.fast_cost else base
+        cand.cache[p_min] = grayscale_stage(y0, qr, cost_cfg).gray
+    g1 = cand.cache[p_min]
+    t = qr.correctable()
+    spare = int(math.ceil(spare_share * t - 1e-9))
+    if not cfg.budget or spare >= t:
+        kept = np.zeros((n, n), bool)
+        counts = [0] * len(qr.blocks)
+        proxy = g1
+    else:
+        kept, counts = spend_budget(qr, _module_cost(y0, g1, geo, n, cfg.cost), spare)
+        kept = kept | ((qr.module_block < 0) & ~qr.function_mask.astype(bool))   # remainder bits: no codeword
+        x0, yo = geo.origin
+        back = np.zeros(y0.shape, bool)
+        back[yo:yo + n * p, x0:x0 + n * p] = np.kron(kept, np.ones((p, p), bool))
+        proxy = np.where(back, y0, g1)
+    return {"kept": kept, "counts": counts, "spare": spare, "g1": g1, "base": base, "y0": y0,
+            "predicted": float(_ssim_map(y0, proxy).mean())}
+
+
+def _draw(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, plan: dict, cfg: ArtConfig) -> np.ndarray:
+    """The spent pass (p_min 0 on the kept modules, the cost pass's quiet strip) and the colour stage: the full
+    uint8 picture."""
+
+    qr = cand.qr_crop
+    geo = qr.geometry
+    n = qr.size
+    cy0, cy1, cx0, cx1 = cand.crop
+    rgb = src[cy0:cy1, cx0:cx1]
+    y0, g1, kept = plan["y0"], plan["g1"], plan["kept"]
+    if not kept.any():                   # nothing spent: ARTUP's grayscale stage as it is
+        g = grayscale_stage(y0, qr, plan["base"]).gray if cfg.fast_cost else g1
+    else:
+        pm = np.full((n, n), plan["base"].p_min, np.float32)
+        pm[kept] = 0.0
+        # the quiet strip of the cost pass, kept (ARTUP's quiet zone takes the smallest p_min, here 0)
+        x0, yo = geo.origin
+        side = n * geo.module_px
+        inside = np.zeros(y0.shape, bool)
+        inside[yo:yo + side, x0:x0 + side] = True
+        y_in = np.where(inside, y0, g1).astype(np.float32)
+        g = grayscale_stage(y_in, qr, replace(plan["base"], p_min=pm, quiet_zone="picture")).gray
+    out = rgb.copy()
+    moved = np.abs(g - y0) > 1e-6
+    out[moved] = match_luminance(rgb[moved], g[moved], cfg.colour)
+    full = src_u8.copy()
+    crop = full[cy0:cy1, cx0:cx1]
+    crop[moved] = (np.clip(out[moved], 0, 1) * 255 + 0.5).astype(np.uint8)   # unmoved pixels: the input's bytes
+    return full
+
+
+def _render(src, src_u8, cand, spare_share, p_min, cfg):
+    """(uint8 picture, kept-module mask, errors per block, spare) for one candidate at one level."""
+    plan = _plan(src, cand, spare_share, p_min, cfg)
+    return _draw(src, src_u8, cand, plan, cfg), plan["kept"], plan["counts"], plan["spare"]
+
+
+def _effective(cfg: ArtConfig, cand: _Candidate, level: int) -> tuple[int, float]:
+    """(spare, p_min) a level means for a candidate (spare = t: nothing spent)."""
+    share, p_min = cfg.levels[level]
+    t = cand.qr.correctable()
+    spare = t if not cfg.budget else min(t, int(math.ceil(share * t - 1e-9)))
+    return spare, float(p_min)
+
+
+def verify(image: np.ndarray, qr: QRCode, decoders=("zxing", "wechat"), camera_ssr: float = 0.95):
+    """(clean per decoder, SuiteResult or None, passed): a strict clean decode, then the full suite (the default
+    groups of `run_suite`, in two runs: the camera group first, and the qr-verify presets only while the failures
+    still allow `camera_ssr`). The views and outcomes are those of one `run_suite(image, …, qr=qr)` call."""
+    clean = {k: bool(v.match) for k, v in decode(image, decoders, expected=qr.payload).items()}
+    if not all(clean.values()):
+        return clean, None, False
+    groups = ("camera", "qrverify")                     # run_suite's default groups
+    parts = [run_suite(image, qr.payload, decoders, groups=("camera",), qr=qr)]
+    total = len(parts[0].variants) + len(qrverify_presets())
+    allowed = total - math.ceil(camera_ssr * total - 1e-9)
+    if all(len(parts[0].failures(d)) <= allowed for d in decoders):
+        parts.append(run_suite(image, qr.payload, decoders, groups=("qrverify",), qr=qr))
+    suite = _merge(parts, decoders)
+    return clean, suite, bool(len(parts) == len(groups) and min(suite.ssr.values()) >= camera_ssr)
+
+
+def _merge(parts, decoders):
+    """One SuiteResult from group runs (SSR over every view run)."""
+    variants = [v for p in parts for v in p.variants]
+    ssr = {d: float(np.mean([v.results[d].ok for v in variants])) for d in decoders}
+    by_group = {g: r for p in parts for g, r in p.ssr_by_group.items()}
+    qv = {d: ok for p in parts for d, ok in p.qrverify_pass.items()}
+    return SuiteResult(tuple(decoders), parts[0].expected, variants, ssr, by_group, qv, parts[0].placement,
+                       sum(p.time_ms for p in parts), {d: sum(p.decode_ms[d] for p in parts) for d in decoders},
+                       {k: v for p in parts for k, v in p.errors.items()})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the pipeline
+
+def art(picture, text: str, config: ArtConfig = ArtConfig(),
+        progress: Callable[[int, int], None] | None = None) -> ArtResult:
+    """A code that scans, drawn into `picture` (H×W×3 uint8, or anything `to_float_rgb` takes) keeping its size and
+    framing, with `config` (`ArtConfig`); see the module docstring for the steps. `progress(attempts verified, the
+    most there can be)` is called after every verified attempt; raising from it stops the search (an interrupt)."""
+    import torch  # noqa: PLC0415
+
+    if not isinstance(config, ArtConfig):
+        raise QRInputError(f"config must be an ArtConfig, got {type(config).__name__}")
+    if not isinstance(text, str) or not text:
+        raise QRInputError("text is empty: give the message to encode")
+    cfg = config
+    t_start = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        src = to_float_rgb(picture, "picture")
+        src_u8 = (src * 255 + 0.5).astype(np.uint8)
+        cands = [_build_candidate(src, text, e, cfg) for e in dict.fromkeys(cfg.ecls)]
+        attempts, best = [], None
+        last = len(cfg.levels) if cfg.escalate else cfg.robustness + 1
+        # best-first over (level, candidate): each candidate's next level, highest predicted SSIM first; a
+        # candidate that fails moves up one level (its predicted SSIM only falls as the level rises)
+        frontier = {i: (cfg.robustness, _plan(src, c, *cfg.levels[cfg.robustness], cfg)) for i, c in enumerate(cands)}
+        while frontier:
+            if best is not None and cfg.max_seconds is not None and time.perf_counter() - t_start > cfg.max_seconds:
+                break
+            i = max(frontier, key=lambda k: frontier[k][1]["predicted"])
+            level, pl = frontier.pop(i)
+            c = cands[i]
+            img = _draw(src, src_u8, c, pl, cfg)
+            s = ssim_rgb(src_u8, img)
+            kept, counts, spare = pl["kept"], pl["counts"], pl["spare"]
+            clean, suite, ok = verify(img, c.qr, cfg.decoders, cfg.camera_ssr)
+            ssr = dict(suite.ssr) if suite is not None else {d: 0.0 for d in cfg.decoders}
+            attempts.append({"level": level, "ecl": c.ecl, "version": c.qr.version, "ssim": round(s, 4),
+                             "predicted": round(pl["predicted"], 4), "clean": clean,
+                             "ssr": {k: round(v, 3) for k, v in ssr.items()}, "pass": ok})
+            score = (ok, all(clean.values()), min(ssr.values()), s)
+            record = (score, level, s, c, img, kept, counts, spare, clean, ssr, suite)
+            if best is None or score > best[0]:
+                best = record
+            if progress is not None:
+                progress(len(attempts), len(cands) * (last - cfg.robustness))
+            if ok:
+                break
+            nxt = level + 1                  # the next level that changes something for this candidate
+            while nxt < last and _effective(cfg, c, nxt) == _effective(cfg, c, level):
+                nxt += 1
+            if nxt < last:
+                frontier[i] = (nxt, _plan(src, c, *cfg.levels[nxt], cfg))
+        score, level, s, c, img, kept, counts, spare, clean, ssr, suite = best
+    finally:
+        torch.set_num_threads(threads)
+    read = analyze(img, c.qr, heatmap=False).block_errors
+    t = c.qr.correctable()
+    share, p_min = cfg.levels[level]
+    return ArtResult(
+        image=img, qr=c.qr, passed=bool(score[0]), ssim=float(s), ssr=ssr, clean=clean,
+        seconds=time.perf_counter() - t_start, robustness=level, spare_share=float(share), p_min=float(p_min),
+        errors_per_block=list(counts), margin=[t - k for k in counts], correctable=t, kept=kept,
+        read_errors_per_block=list(read),
+        failures={d: suite.failures(d) for d in cfg.decoders} if suite is not None else {},
+        attempts=attempts)

@@ -1,0 +1,102 @@
+"""AQR_Art: the picture kept as far as verified robustness allows (`art.fidelity`): ARTUP's stages plus the
+error-correction budget spent on the picture, drawn inside the picture at its own size and framing."""
+
+import json
+
+import comfy.model_management
+import comfy.utils
+from comfy_api.latest import io, ui
+
+from ..art.fidelity import ArtConfig, art
+from ..qr import QRInputError
+from .inputs import AQRNode, code_or_text
+from .tensors import image_batch_to_numpy, numpy_to_image
+from .types import QRCodeType
+
+DEFAULTS = ArtConfig()
+LEVEL_CHOICES = {"M, Q, H": ("M", "Q", "H"), "M": ("M",), "Q": ("Q",), "H": ("H",)}
+
+
+class AQRArt(AQRNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AQR_Art",
+            display_name="QR Art (keep the picture, still scan)",
+            category="Aesthetic QR/Generate",
+            description="Draw a code into the picture that keeps as much of it as verified robustness allows: "
+                        "ARTUP's reshuffle and per-module luminance, plus the error-correction budget — in every "
+                        "Reed-Solomon block the codewords that would cost the picture most are left as the "
+                        "picture, keeping a spare for the camera. Every result is verified (both decoders, the "
+                        "58-view camera suite); the least robust level that passes is kept. The picture keeps its "
+                        "size and framing: the code sits inside it, and every pixel outside the code is untouched.",
+            is_output_node=True,
+            inputs=[
+                io.Image.Input("image", tooltip="The picture, any size. Every image of a batch gets its own code."),
+                io.String.Input("text", default="", multiline=True,
+                                tooltip="The message to encode (ignored when a QR_CODE is connected)."),
+                QRCodeType.Input("qr_code", optional=True,
+                                 tooltip="Take the message from this code (its text; version, level and "
+                                         "geometry are chosen anew for the picture)."),
+                io.Combo.Input("error_correction", options=list(LEVEL_CHOICES), default="M, Q, H",
+                               tooltip="Levels to try: a higher level gives more codewords to spend on the "
+                                       "picture but fewer free bits to reshuffle; 'M, Q, H' keeps whichever "
+                                       "passes with the picture best kept."),
+                io.Int.Input("robustness", default=DEFAULTS.robustness, min=0, max=len(DEFAULTS.levels) - 1,
+                             tooltip="The robustness level to start from (0 = the least robust; the search "
+                                     "climbs until the camera suite passes). Higher starts more robust and "
+                                     "keeps less of the picture; the top level spends no budget (ARTUP)."),
+                io.Boolean.Input("budget", default=DEFAULTS.budget,
+                                 tooltip="Spend the error-correction budget on the picture (off: every module "
+                                         "is forced, as ARTUP does)."),
+                io.Float.Input("code_scale", default=DEFAULTS.code_scale, min=0.2, max=1.0, step=0.05,
+                               tooltip="Share of the picture's shorter side the code and its strip take (1 = as "
+                                       "large as fits)."),
+                io.Float.Input("camera_ssr", default=DEFAULTS.camera_ssr, min=0.5, max=1.0, step=0.01,
+                               tooltip="Share of camera views each decoder must read for a pass."),
+                io.Float.Input("max_seconds", default=0.0, min=0.0, max=600.0, step=1.0,
+                               tooltip="Start no new robustness level after this many seconds (0 = no limit); "
+                                       "the best attempt so far is returned and its pass says whether it "
+                                       "passed."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="image", tooltip="The picture with the code drawn in, its own size."),
+                QRCodeType.Output(display_name="qr_code", tooltip="The code drawn into the (first) image, its "
+                                                                  "geometry placed in the picture: for AQR_Verify."),
+                io.Boolean.Output(display_name="pass", tooltip="Whether every image passed the verification."),
+                io.String.Output(display_name="report", tooltip="Per image: pass, SSIM to the picture, SSR per "
+                                                                "decoder, level, codewords spent per block."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image, text, error_correction, robustness, budget, code_scale, camera_ssr, max_seconds,
+                qr_code=None) -> io.NodeOutput:
+        source = code_or_text(qr_code, text, "AQR_Art", module_px=None, border=1, multiple=1)
+        try:
+            config = ArtConfig(ecls=LEVEL_CHOICES[error_correction], robustness=robustness, budget=budget,
+                               code_scale=code_scale, camera_ssr=camera_ssr, max_seconds=max_seconds or None)
+        except QRInputError as err:
+            raise ValueError(f"AQR_Art: {err}") from None
+        pictures = image_batch_to_numpy(image)
+        bar = comfy.utils.ProgressBar(len(pictures))
+        images, lines, codes, passed = [], [], [], True
+        for i, picture in enumerate(pictures):
+            def tick(done, total, i=i):
+                comfy.model_management.throw_exception_if_processing_interrupted()
+                bar.update_absolute(i + done / max(total, 1), len(pictures))
+
+            try:
+                result = art(picture, source.text, config, progress=tick)
+            except QRInputError as err:
+                raise ValueError(f"AQR_Art: {err}") from None
+            images.append(result.image.astype("float32") / 255.0)
+            codes.append(result.qr)
+            passed &= result.passed
+            summary = {k: v for k, v in result.to_json().items() if k not in ("attempts", "failures")}
+            lines.append(json.dumps(summary) if len(pictures) == 1 else f"image {i}: {json.dumps(summary)}")
+            bar.update_absolute(i + 1, len(pictures))
+        out = numpy_to_image(images)
+        report = "\n".join(lines)
+        preview = ui.PreviewImage(out, cls=cls).as_dict()
+        return io.NodeOutput(out, codes[0], passed, report, ui={**preview, "text": (report,)})

@@ -1,0 +1,143 @@
+"""`art` (art/fidelity.py): ARTUP plus the error-correction budget, placed inside the picture. The outputs decode
+with zxing and WeChat, keep the input's size, leave the picture outside the code untouched, and spend no more than
+correctable − margin codewords per block, exactly on the modules left as the picture."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from skimage import data
+
+from aesthetic_qr.art.fidelity import ArtConfig, art, placement, spend_budget
+from aesthetic_qr.qr import QRInputError, encode
+from aesthetic_qr.scan.decoders import decode
+
+TEXT = "https://github.com/aesthetic-qr/aesthetic-qr"
+
+
+def _picture() -> np.ndarray:
+    """A 320×400 (H×W, not square) crop of the astronaut: the code goes in the middle, picture left and right."""
+    return np.ascontiguousarray(data.astronaut()[40:360, 40:440])
+
+
+@pytest.fixture(scope="module")
+def result(torch_one_thread):
+    # one level, one error-correction level: the fast path (the search itself is the bench's job)
+    return art(_picture(), TEXT, ArtConfig(ecls=("H",), escalate=False))
+
+
+def _code_box(res):
+    g = res.qr.geometry
+    q = int(round(1.0 * g.module_px))
+    side = res.qr.size * g.module_px
+    return g.origin[1] - q, g.origin[1] + side + q, g.origin[0] - q, g.origin[0] + side + q
+
+
+def test_decodes_and_keeps_size(result):
+    pic = _picture()
+    assert result.image.dtype == np.uint8 and result.image.shape == pic.shape
+    got = decode(result.image, ("zxing", "wechat"), expected=TEXT)
+    assert got["zxing"].match and got["wechat"].match
+    assert all(result.clean.values())
+    g = result.qr.geometry
+    assert tuple(g.image_size) == (pic.shape[1], pic.shape[0])
+    # as large as fits: one more pixel per module would not fit the shorter side with its strip
+    assert (g.module_px + 1) * (result.qr.size + 2) > min(pic.shape[:2]) >= g.module_px * (result.qr.size + 2)
+
+
+def test_outside_untouched(result):
+    pic = _picture()
+    y0, y1, x0, x1 = _code_box(result)
+    outside = np.ones(pic.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    assert outside.sum() > 0.2 * outside.size
+    assert np.array_equal(result.image[outside], pic[outside])
+
+
+def test_budget_within_margin(result):
+    t = result.qr.correctable()
+    assert result.correctable == t
+    assert len(result.errors_per_block) == len(result.qr.blocks) == len(result.margin)
+    spare = math.ceil(result.spare_share * t - 1e-9)
+    for spent, margin in zip(result.errors_per_block, result.margin):
+        assert margin == t - spent and margin >= spare and spent <= t - spare
+    assert sum(result.errors_per_block) > 0          # the budget was spent
+    # what a scanner reads on the clean output stays within what the blocks correct
+    assert max(result.read_errors_per_block) <= t
+    j = result.to_json()
+    for key in ("pass", "ssim", "ssr", "seconds", "version", "ecl", "mask", "errors_per_block", "margin",
+                "robustness"):
+        assert key in j
+    assert j["ecl"] == "H" and set(j["ssr"]) == {"zxing", "wechat"}
+
+
+def test_spent_modules_are_the_picture(result):
+    """Property: every module of a spent codeword is the input, pixel for pixel; and the spent modules are exactly
+    the (t − spare) costliest codewords' modules of each block (gradient-free: the mask alone)."""
+    pic = _picture()
+    qr, kept = result.qr, result.kept
+    p = qr.geometry.module_px
+    x0, y0 = qr.geometry.origin
+    n = qr.size
+    sym_out = result.image[y0:y0 + n * p, x0:x0 + n * p].reshape(n, p, n, p, 3)
+    sym_in = pic[y0:y0 + n * p, x0:x0 + n * p].reshape(n, p, n, p, 3)
+    same = (sym_out == sym_in).all(axis=(1, 3, 4))
+    assert kept.any() and same[kept].all()
+    # no function module is ever left as the picture; kept data modules come in whole codewords
+    assert not (kept & qr.function_mask.astype(bool)).any()
+    blk, cw = qr.module_block, qr.module_codeword
+    for b in range(len(qr.blocks)):
+        words = {int(w) for w in np.unique(cw[(blk == b) & kept])}
+        assert len(words) == result.errors_per_block[b]
+        for w in words:
+            assert kept[(blk == b) & (cw == w)].all()
+
+
+def test_spend_budget_picks_costliest():
+    qr = encode(TEXT, ecl="Q")
+    rng = np.random.default_rng(0)
+    cost = rng.random((qr.size, qr.size))
+    cost[qr.module_block < 0] = 0
+    kept, counts = spend_budget(qr, cost, spare=4)
+    t = qr.correctable()
+    assert counts == [t - 4] * len(qr.blocks)
+    for b in range(len(qr.blocks)):
+        sel = qr.module_block == b
+        word_cost = np.bincount(qr.module_codeword[sel], weights=cost[sel])
+        chosen = set(np.unique(qr.module_codeword[sel & kept]).tolist())
+        assert chosen == set(np.argsort(-word_cost)[:t - 4].tolist())
+    zero, counts0 = spend_budget(qr, np.zeros_like(cost), spare=0)   # nothing costs: nothing is spent
+    assert not zero.any() and counts0 == [0] * len(qr.blocks)
+
+
+def test_placement():
+    p, x0, y0 = placement((512, 512), 33)
+    assert p == 14 and x0 == y0 == (512 - 33 * 14) // 2
+    p, x0, y0 = placement((300, 500), 37, code_scale=0.5)
+    assert p == 3 and (x0, y0) == ((500 - 111) // 2, (300 - 111) // 2)
+    with pytest.raises(QRInputError, match="too small"):
+        placement((60, 60), 37)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("ecls", ("M", "X")), ("ecls", ()), ("levels", ((0.5, 1.5),)), ("levels", ((float("nan"), 0.9),)),
+    ("robustness", 99), ("robustness", -1), ("cost", "mse"), ("code_scale", 0.0), ("code_scale", float("inf")),
+    ("quiet_width", float("nan")), ("quiet_width", -1.0), ("iterations", 0), ("camera_ssr", 1.5),
+    ("decoders", ("zbar",)), ("max_seconds", float("nan")), ("max_seconds", -1.0), ("colour", "vivid"),
+    ("escalate", "yes"), ("budget", 1),
+])
+def test_config_validation(field, value):
+    with pytest.raises(QRInputError) as err:
+        ArtConfig(**{field: value})
+    message = str(err.value)
+    assert field in message and "\n" not in message
+    with pytest.raises(QRInputError):
+        dataclasses.replace(ArtConfig(), **{field: value})
+
+
+def test_bad_inputs():
+    with pytest.raises(QRInputError, match="config"):
+        art(_picture(), TEXT, config={"ecls": ("H",)})
+    with pytest.raises(QRInputError, match="text"):
+        art(_picture(), "")
