@@ -226,3 +226,26 @@ def test_model_free_picture_pipelines(comfyui, object_info, tmp_path):
     for node in ("7", "10", "12"):
         assert len(result.images(node)) == 1, (node, result.outputs)
     assert "steps in" in result.outputs["9"]["text"][0]
+
+
+@pytest.mark.parametrize("node, name, value, message", [
+    ("2", "min_ssr", "nan", "AQR_Verify: min_ssr must be a finite number"),
+    ("2", "decoders", "zbar", "AQR_Verify: decoders must be one of 'zxing + wechat', 'zxing', 'wechat'; got 'zbar'"),
+    ("1", "size_multiple", "7", "AQR_Encode: size_multiple must be one of"),
+])
+def test_bad_api_values_are_one_line_naming_the_input(comfyui, object_info, node, name, value, message):
+    """Over the HTTP API as a script sends them: a NaN float and unknown combo values are refused with one line that
+    names the node and the input (by the node, or by ComfyUI's own validation where it checks the value first) —
+    never a KeyError from inside, never a PASS."""
+    prompt = encode_verify_prompt("bad values", "aqr_bad_" + name)
+    prompt[node]["inputs"][name] = value
+    try:
+        comfyui.client.run(with_defaults(object_info, prompt), timeout=120)
+    except ExecutionError as err:
+        text = str(err.data.get("exception_message", err))
+        assert message in text and "\n" not in text.strip(), text
+        assert err.data.get("exception_type") not in ("KeyError", "builtins.KeyError"), err.data
+    except PromptError as err:  # ComfyUI validated the value itself (newer versions check combos)
+        assert name in str(err) and value in str(err), str(err)
+    else:
+        pytest.fail(f"{name}={value!r} ran")
