@@ -19,7 +19,8 @@ from aesthetic_qr.art.follow import follow_picture
 from aesthetic_qr.qr import QRInputError
 from aesthetic_qr.tools import cli
 
-PICTURE_JOBS = ("reshuffle", "artup", "personalize")
+PICTURE_JOBS = ("reshuffle", "artup", "personalize", "art")
+VERSIONED_JOBS = ("reshuffle", "artup", "personalize")  # art chooses its version per level
 
 
 @pytest.fixture
@@ -59,8 +60,9 @@ OUT_CASES = {  # an --out no image can be written to
 CASES: dict[str, tuple[list[str], str]] = {}  # id -> (argv, a word the line must hold)
 for value in ("abc", "3.5", "nan", "41", "0", "-1", ""):
     CASES[f"encode --version {value!r}"] = (["encode", "--text", "x", "--version", value], "--version")
-for job in PICTURE_JOBS:
+for job in VERSIONED_JOBS:
     CASES[f"{job} --version 41"] = (picture_job(job, "--version", "41"), "version")
+for job in PICTURE_JOBS:
     for seed in ("-1", "4294967296", "abc", "1.5"):
         CASES[f"{job} --seed {seed}"] = (picture_job(job, "--seed", seed), "--seed")
     for name, out in OUT_CASES.items():

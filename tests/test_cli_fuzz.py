@@ -2,7 +2,7 @@
 and a 2 comes with exactly one line on stderr (issue: "exit 0/1/2, never a traceback").
 
 In-process through `cli.main(argv)`. What is fuzzed is the command line, so the slow pipelines are replaced by
-quick stand-ins that keep their input checks: ARTUP and pixel refinement by a reshuffle of the same code, the camera
+quick stand-ins that keep their input checks: ARTUP, art and pixel refinement by a reshuffle of the same code, the camera
 suite by the plain decode, the demo by its text check; run-workflow talks to the stand-in ComfyUI of
 test_cli_server.py. The real pipelines run in test_cli.py."""
 
@@ -28,6 +28,7 @@ BASE = {  # a valid command; fragments after it override or break it (argparse: 
     "encode": ["--text", "hi", "--out", "{out}/e.png"],
     "reshuffle": ["--text", "hi", "--target", "{pic}", "--out", "{out}/r.png"],
     "artup": ["--text", "hi", "--image", "{pic}", "--out", "{out}/a.png"],
+    "art": ["--text", "hi", "--image", "{pic}", "--out", "{out}/t.png"],
     "personalize": ["--text", "hi", "--image", "{pic}", "--out", "{out}/p.png"],
     "verify": ["{pic}", "--expect", "hi"],
     "demo": ["--out", "{out}/demo"],
@@ -60,7 +61,7 @@ def command_lines(draw):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """Files the fragments name, the quick stand-ins, a working folder for relative outputs, a stand-in server."""
-    from aesthetic_qr.art import artup, pixel_refine
+    from aesthetic_qr.art import artup, fidelity, pixel_refine
     from aesthetic_qr.art.follow import follow_picture
     from aesthetic_qr.qr import encode
     from aesthetic_qr.qr.pixels import fit
@@ -88,6 +89,13 @@ def world(tmp_path_factory):
         image, _ = render(follow.qr, 4, config.border, multiple=8)
         return SimpleNamespace(image=image, qr=follow.qr, mean_p=1.0), 1
 
+    def art_quick(picture, text, config, progress=None):
+        follow = follow_picture(text, picture, ecl=config.ecls[0], mask=0, module_px=4, border=1, seed=config.seed)
+        image, _ = render(follow.qr, 4, 1)
+        return SimpleNamespace(image=image, qr=follow.qr, passed=True, ssim=0.0, ssr={"zxing": 1.0}, seconds=0.0,
+                               robustness=config.robustness, errors_per_block=[0], correctable=0,
+                               to_json=lambda: {"pass": True})
+
     def pixel_refine_quick(picture, qr, config=None, **kw):
         image = fit(picture, qr.geometry)
         return SimpleNamespace(image=image, report=real_verify(image, qr.text, qr), iterations=0,
@@ -103,6 +111,8 @@ def world(tmp_path_factory):
         mp.setattr(report, "verify_image", verify_image)
         mp.setattr(artup, "artup_until_scans", artup_until_scans)
         mp.setattr(pixel_refine, "pixel_refine", pixel_refine_quick)
+        mp.setattr(fidelity, "art", art_quick)
+        mp.setattr(fidelity, "verify", lambda image, qr, *a: ({}, None, True))
         mp.setattr(demo, "run_demo", run_demo)
         yield SimpleNamespace(root=root, server=server)
 

@@ -279,7 +279,7 @@ def cmd_art(args: argparse.Namespace) -> dict:
 
     config = ArtConfig(ecls=ART_LEVELS[args.ecl], robustness=args.robustness, budget=not args.no_budget,
                        code_scale=args.code_scale, camera_ssr=args.camera_ssr, seed=args.seed)
-    result = art(load_picture(args.image), args.text, config)
+    result = art(load_image(args.image), args.text, config)
     save_image(result.image, args.out)
     out = {**result.to_json(), "out": args.out}
     if Path(args.out).suffix.lower() in LOSSY_SUFFIXES:  # the saved pixels are not the verified ones: check them
