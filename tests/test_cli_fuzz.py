@@ -2,8 +2,8 @@
 and a 2 comes with exactly one line on stderr (issue: "exit 0/1/2, never a traceback").
 
 In-process through `cli.main(argv)`. What is fuzzed is the command line, so the slow pipelines are replaced by
-quick stand-ins that keep their input checks: ARTUP, art and pixel refinement by a reshuffle of the same code, the camera
-suite by the plain decode, the demo by its text check; run-workflow talks to the stand-in ComfyUI of
+quick stand-ins that keep their input checks: ARTUP, art and pixel refinement by a reshuffle of the same code, the
+camera suite by the plain decode, the demo by its text check; run-workflow talks to the stand-in ComfyUI of
 test_cli_server.py. The real pipelines run in test_cli.py."""
 
 from __future__ import annotations
