@@ -234,7 +234,7 @@ Pipeline, with the paper's settings where it gives them: Code = version 5 (37 x 
 Stage-2 denoise 0.7 (our choice): the paper regenerates stage 2 from the same noise as stage 1 (its Eq. 5) and gives no strength. Starting from the VAE-encoded stage-1 picture with the first 30 % of the schedule skipped keeps stage 1's composition, colours and face while leaving enough noise for the QR ControlNet to redraw the halftone blueprint's module centres. Lower keeps more of stage 1 and moves fewer modules; 1.0 with the same seed is the paper's regeneration.
 Sampler settings (30 steps, CFG 4.5, dpmpp_2m / karras, seed 1) are not given in the paper; InstantID needs a low CFG (4-5). The prompt is the paper's Figure 1 prompt (its Table 15).
 
-Not run here: no GPU, no ComfyUI_InstantID and no SDXL weights where this was written. The tests check every node and link against ComfyUI and against ComfyUI_InstantID's recorded node definitions; VRAM and time are not measured (the paper reports about 120 s for IDSE at 1024 px on an RTX 4090)."""
+Tested: this graph runs end to end in real ComfyUI on the CPU with ComfyUI_InstantID loaded, on random SDXL-family models (the pictures are noise); it has not yet run on real weights or a GPU, so VRAM and time are not measured (the paper reports about 120 s for IDSE at 1024 px on an RTX 4090)."""
     return g.prompt, [("Read me: Face2QR, models and node packs", note)]
 
 
