@@ -9,3 +9,7 @@ async def comfy_entrypoint():
     from .nodes import AestheticQRExtension
 
     return AestheticQRExtension()
+
+
+# The frontend extension (web/aqr_reports.js): each node's report text shown on the node after it runs.
+WEB_DIRECTORY = "./web"

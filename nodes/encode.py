@@ -2,7 +2,7 @@
 
 import json
 
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from ..qr import QRInputError, encode
 from ..qr.render import STYLES, module_image, render
@@ -70,5 +70,6 @@ class AQREncode(AQRNode):
         qr = qr.with_geometry(geo)
         function_mask = module_image(qr.function_mask.astype("float32"), qr, geo, outside=0.0)
         info = json.dumps(qr.summary(), ensure_ascii=False)
-        return io.NodeOutput(numpy_to_image([image]), numpy_to_mask([function_mask]), qr, info,
-                             ui={"text": (info,)})
+        blueprint = numpy_to_image([image])
+        preview = ui.PreviewImage(blueprint, cls=cls).as_dict()  # the blueprint shown on the node
+        return io.NodeOutput(blueprint, numpy_to_mask([function_mask]), qr, info, ui={**preview, "text": (info,)})

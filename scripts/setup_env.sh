@@ -66,6 +66,20 @@ if [[ ! -d "$OVERLAY_033/comfyui_frontend_package-$COMFYUI_033_FRONTEND.dist-inf
     pip_install --no-deps --target "$OVERLAY_033" "comfyui-frontend-package==$COMFYUI_033_FRONTEND"
 fi
 
+# tests/test_browser.py: Debian's chromium and its chromedriver (no browser download: selenium is given both paths).
+# Skipped when both are present; as root (or with passwordless sudo) apt installs them; otherwise a note, and the
+# browser test skips (or fails under AQR_REQUIRE_BROWSER=1, as .ci/run sets).
+if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    echo "[setup] chromium + chromedriver present: $(chromium --version 2>/dev/null | head -1)"
+elif command -v apt-get >/dev/null 2>&1 && { [[ $(id -u) -eq 0 ]] || sudo -n true 2>/dev/null; }; then
+    SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo -n"
+    echo "[setup] apt-get install chromium chromium-driver (for tests/test_browser.py)"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver
+else
+    echo "[setup] note: no chromium/chromedriver and no root for apt: tests/test_browser.py will skip" >&2
+fi
+
 echo "[setup] this pack, editable, --no-deps"
 pip_install --no-deps -e "$ROOT"
 
