@@ -21,17 +21,11 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench" / "bench_guidance.py"
 WORKFLOWS = ("diffqrcoder_sd15", "qrmonster_baseline_sd15")
-# What makes a GPU workflow small enough for a CPU (the same shrink as tests/test_workflows.py)
-TINY = {"AQR_Encode": {"module_px": 4}, "KSampler": {"steps": 2},
-        "AQR_LatentRefine": {"iterations": 2, "check_every": 1}}
-
-
 def bench_rows(model: str, sizes: list[int], modes: list[str], steps: int, device: str, precision: str) -> list[dict]:
     cmd = [sys.executable, str(BENCH), "--model", model, "--size", *map(str, sizes), "--modes", *modes,
            "--steps", str(steps), "--device", device, "--precision", precision, "--json"]
@@ -44,19 +38,11 @@ def bench_rows(model: str, sizes: list[int], modes: list[str], steps: int, devic
 
 
 def workflow_prompt(name: str, models: dict, tiny: bool) -> dict:
-    """The workflow's API twin with the random model files (and, tiny, the CPU-sized settings)."""
+    """The workflow's API twin on the random model files (and, tiny, with the CPU settings the tests use)."""
+    import tiny_sd
+
     prompt = json.loads((REPO / "workflows" / "api" / f"{name}.json").read_text())
-    for entry in prompt.values():
-        kind, inputs = entry["class_type"], entry["inputs"]
-        if kind == "CheckpointLoaderSimple":
-            inputs["ckpt_name"] = models["checkpoint"]
-        elif kind == "ControlNetLoader":
-            inputs["control_net_name"] = models["controlnet"]
-        elif kind == "SaveImage":
-            inputs["filename_prefix"] = f"aqr_gpu_check_{uuid.uuid4().hex[:6]}"
-        if tiny:
-            inputs.update(TINY.get(kind, {}))
-    return prompt
+    return tiny_sd.for_random_models(prompt, tiny_sd.sd15_inputs(models), prefix="aqr_gpu_check", shrink=tiny)
 
 
 def run_workflows(model: str, tiny: bool, device: str) -> list[dict]:

@@ -87,7 +87,7 @@ def test_demo_runs_on_the_embedded_default(tmp_path):
 
 
 def test_artup_on_the_bundled_picture(tmp_path):
-    """The README's main job: picture in, picture-like QR out that both decoders read, with the report."""
+    """ARTUP (the previous main job): picture in, picture-like QR out that both decoders read, with the report."""
     from pathlib import Path
 
     picture = Path(__file__).resolve().parents[1] / "assets" / "astronaut.jpg"

@@ -24,6 +24,7 @@ from pathlib import Path
 import antelopev2_standin
 import numpy as np
 import pytest
+import tiny_sd
 import tiny_sdxl
 from PIL import Image
 
@@ -40,11 +41,6 @@ INSTANTID_NAME = "ComfyUI_InstantID"
 TWIN = ROOT / "workflows" / "api" / "face2qr_sdxl.json"
 ANTELOPEV2_FOLDER = "insightface/models/antelopev2"
 SEED = 20260
-
-# What makes the SDXL graph small enough for CPU (as tests/test_workflows.py's TINY): 4 px modules (version 5 and
-# level stay), two sampler steps per stage, two refinement iterations checked every step.
-TINY = {"AQR_Encode": {"module_px": 4}, "KSampler": {"steps": 2},
-        "AQR_LatentRefine": {"iterations": 2, "check_every": 1}}
 
 _TO_TENSOR = '''
 
@@ -136,29 +132,19 @@ def sdxl_models(instantid_server):
 
 
 def shrunk(models: dict) -> dict:
-    """The API twin with the random files, the TINY settings, fresh file name prefixes and a seed of its own."""
+    """The API twin on the random files, with tiny_sd's CPU settings, fresh file name prefixes and a seed of its
+    own."""
     import json
 
     prompt = json.loads(TWIN.read_text())
     (apply_id,) = [i for i, e in prompt.items() if e["class_type"] == "ApplyInstantID"]
     instantid_cn = prompt[apply_id]["inputs"]["control_net"][0]
-    for node_id, entry in prompt.items():
-        kind, inputs = entry["class_type"], entry["inputs"]
-        if kind == "CheckpointLoaderSimple":
-            inputs["ckpt_name"] = models["checkpoint"]
-        elif kind == "ControlNetLoader":
-            inputs["control_net_name"] = models["instantid_controlnet" if node_id == instantid_cn
-                                                else "qr_controlnet"]
-        elif kind == "InstantIDModelLoader":
-            inputs["instantid_file"] = models["instantid"]
-        elif kind == "SaveImage":
-            inputs["filename_prefix"] = f"aqr_test_{inputs['filename_prefix']}_{uuid.uuid4().hex[:6]}"
-        elif kind == "KSampler":
-            inputs["seed"] = SEED
-        for key, value in TINY.get(kind, {}).items():
-            assert key in inputs, f"face2qr_sdxl: {kind} has no input {key}"
-            inputs[key] = value
-    return prompt
+    qr_cn = [i for i, e in prompt.items() if e["class_type"] == "ControlNetLoader" and i != instantid_cn]
+    inputs = {"CheckpointLoaderSimple": {"ckpt_name": models["checkpoint"]},
+              "InstantIDModelLoader": {"instantid_file": models["instantid"]},
+              instantid_cn: {"control_net_name": models["instantid_controlnet"]},
+              **{i: {"control_net_name": models["qr_controlnet"]} for i in qr_cn}}
+    return tiny_sd.for_random_models(prompt, inputs, seed=SEED)
 
 
 def fixed_region(report: str) -> tuple[int, int]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tiny_sd
 from PIL import Image
 
 from aesthetic_qr.qr import encode
@@ -184,31 +185,10 @@ def test_gpu_workflow_is_what_its_script_writes(name, object_info):
 
 # ---- the SD1.5 GPU workflows run on CPU with a random tiny model -------------------------------------------------
 
-# What makes a GPU workflow small enough for this CPU: 4 px modules (version and level stay), two sampler steps,
-# two refinement iterations checked every step. Scan guidance keeps mode xt (through UNet and ControlNet).
-TINY = {"AQR_Encode": {"module_px": 4}, "KSampler": {"steps": 2},
-        "AQR_ScanSampler": {"steps": 2, "attempts": 2},
-        "AQR_LatentRefine": {"iterations": 2, "check_every": 1}}
-
-
 def shrunk(name: str, models: dict) -> dict:
-    """The workflow's API twin with the tiny model files, the TINY settings, fresh file name prefixes and a seed
-    of its own."""
-    prompt = twin(name)
-    for entry in prompt.values():
-        kind, inputs = entry["class_type"], entry["inputs"]
-        if kind == "CheckpointLoaderSimple":
-            inputs["ckpt_name"] = models["checkpoint"]
-        elif kind == "ControlNetLoader":
-            inputs["control_net_name"] = models["controlnet"]
-        elif kind == "SaveImage":
-            inputs["filename_prefix"] = f"aqr_test_{inputs['filename_prefix']}_{uuid.uuid4().hex[:6]}"
-        elif kind in ("KSampler", "AQR_ScanSampler"):  # a seed of its own: no output comes from another test's cache
-            inputs["seed"] = zlib.crc32(name.encode())
-        for key, value in TINY.get(kind, {}).items():
-            assert key in inputs, f"{name}: {kind} has no input {key}"
-            inputs[key] = value
-    return prompt
+    """The workflow's API twin on the tiny model files, with tiny_sd's CPU settings, fresh file name prefixes and a
+    seed of its own."""
+    return tiny_sd.for_random_models(twin(name), tiny_sd.sd15_inputs(models), seed=zlib.crc32(name.encode()))
 
 
 def code_side(prompt: dict) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 VAE_INPUT_SCALE = 0.01
@@ -37,6 +38,40 @@ UNET_CONFIGS = {
                  transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0],
                  transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0]),
 }
+
+
+# What makes a GPU workflow small enough for a CPU: 4 px modules (version and level stay), two sampler steps (two
+# attempts of a scan sampler), two refinement iterations checked every step. Scan guidance keeps its mode.
+CPU_SETTINGS = {"AQR_Encode": {"module_px": 4}, "KSampler": {"steps": 2},
+                "AQR_ScanSampler": {"steps": 2, "attempts": 2},
+                "AQR_LatentRefine": {"iterations": 2, "check_every": 1}}
+
+
+def for_random_models(prompt: dict, inputs: dict[str, dict], *, seed: int | None = None, prefix: str = "aqr_test",
+                      shrink: bool = True) -> dict:
+    """`prompt` (an API prompt; changed in place and returned) made to run on random model files: `inputs` maps a
+    class type or a node id to the inputs it gets (the files' names), every Save gets a fresh file name prefix,
+    every sampler `seed` (when given: then no output comes from another run's cache) and, with `shrink`,
+    `CPU_SETTINGS`."""
+    for node_id, entry in prompt.items():
+        kind, values = entry["class_type"], entry["inputs"]
+        values.update(inputs.get(kind, {}))
+        values.update(inputs.get(node_id, {}))
+        if kind == "SaveImage":
+            values["filename_prefix"] = f"{prefix}_{values['filename_prefix']}_{uuid.uuid4().hex[:6]}"
+        elif kind in ("KSampler", "AQR_ScanSampler") and seed is not None:
+            values["seed"] = seed
+        for key, value in (CPU_SETTINGS.get(kind, {}) if shrink else {}).items():
+            if key not in values:
+                raise KeyError(f"{kind} (node {node_id}) has no input {key}")
+            values[key] = value
+    return prompt
+
+
+def sd15_inputs(models: dict) -> dict[str, dict]:
+    """`for_random_models`'s inputs for `build`'s files (``{"checkpoint": name, "controlnet": name}``)."""
+    return {"CheckpointLoaderSimple": {"ckpt_name": models["checkpoint"]},
+            "ControlNetLoader": {"control_net_name": models["controlnet"]}}
 
 
 def build(comfyui_dir: str | Path, out_dir: str | Path, variant: str = "tiny", timeout: float = 1800
