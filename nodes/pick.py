@@ -6,7 +6,7 @@ from ..scan.pick import rank, table
 from .inputs import AQRNode
 from .tensors import image_batch_to_numpy
 from .types import QRCodeType
-from .verify import DECODER_CHOICES
+from .verify import pass_criteria, pass_inputs
 
 
 class AQRPickBest(AQRNode):
@@ -24,16 +24,7 @@ class AQRPickBest(AQRNode):
             inputs=[
                 io.Image.Input("image", tooltip="The candidates: a batch of pictures that should carry the code."),
                 QRCodeType.Input("qr_code", tooltip="The code the pictures should carry (payload and geometry)."),
-                io.Combo.Input("decoders", options=list(DECODER_CHOICES), default="zxing + wechat",
-                               tooltip="Which decoders must read the payload for a pass."),
-                io.Boolean.Input("suite", default=True,
-                                 tooltip="Also run the simulated-camera suite on each candidate (about a second "
-                                         "per picture); off ranks on the clean picture only."),
-                io.Float.Input("min_ssr", default=0.95, min=0.0, max=1.0, step=0.01,
-                               tooltip="With the suite on, each decoder's share of camera views that must read."),
-                io.Int.Input("margin", default=1, min=0, max=30,
-                             tooltip="Spare codewords every RS block must keep beyond what it corrects, for a "
-                                     "pass (the camera adds errors the clean picture does not show)."),
+                *pass_inputs("each candidate", suite=True),
             ],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="The best candidate."),
@@ -48,8 +39,7 @@ class AQRPickBest(AQRNode):
     def execute(cls, image, qr_code, decoders, suite, min_ssr, margin) -> io.NodeOutput:
         if qr_code.geometry is None:
             raise ValueError("AQR_PickBest: the QR_CODE has no geometry; take it from AQR_Encode or AQR_Reshuffle")
-        ranked = rank(image_batch_to_numpy(image), qr_code, decoders=DECODER_CHOICES[decoders], suite=suite,
-                      min_ssr=min_ssr, margin=margin)
+        ranked = rank(image_batch_to_numpy(image), qr_code, **pass_criteria(decoders, suite, min_ssr, margin))
         best = ranked[0]
         report = f"best: item {best.index} ({'PASS' if best.passed else 'FAIL'})\n{table(ranked)}"
         picked = image[best.index:best.index + 1]

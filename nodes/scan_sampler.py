@@ -14,13 +14,12 @@ from ..diffusion.guidance import GuidanceConfig, ScanObjective
 from ..diffusion.hooks import GuidanceLog, install_guidance
 from ..diffusion.latent_refine import LatentRefineConfig, refine_latent
 from ..diffusion.scan_sampler import POLICIES, plans, sample_until_scans
-from ..scan.pick import Ranked, passes
-from ..scan.report import verify_image
+from ..scan.pick import judge
 from .guidance import COMFY_SAMPLER
 from .inputs import AQRNode
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
-from .verify import DECODER_CHOICES
+from .verify import pass_criteria, pass_inputs
 
 
 class AQRScanSampler(AQRNode):
@@ -66,14 +65,7 @@ class AQRScanSampler(AQRNode):
                 io.Float.Input("guidance_scale", default=500.0, min=0.0, max=100000.0, step=10.0,
                                tooltip="Scan guidance's code_scale (λ1, DiffQRCoder 500) at the first guided "
                                        "attempt; doubled at each later one."),
-                io.Combo.Input("decoders", options=list(DECODER_CHOICES), default="zxing + wechat",
-                               tooltip="Which decoders must read the payload for an attempt to verify."),
-                io.Boolean.Input("suite", default=False,
-                                 tooltip="Also require the camera suite (about a second per attempt)."),
-                io.Float.Input("min_ssr", default=0.95, min=0.0, max=1.0, step=0.01,
-                               tooltip="With the suite on, each decoder's share of views that must read."),
-                io.Int.Input("margin", default=1, min=0, max=30,
-                             tooltip="Spare codewords every RS block must keep for an attempt to verify."),
+                *pass_inputs("each attempt", suite=False),
                 io.Int.Input("refine_iterations", default=100, min=1, max=2000,
                              tooltip="Iterations of the refinement attempt (SR-MPGD; stops when it verifies)."),
             ],
@@ -132,17 +124,17 @@ class AQRScanSampler(AQRNode):
         def decode(latent):
             return image_batch_to_numpy(vae.decode(latent))[0]
 
+        criteria = pass_criteria(decoders, suite, min_ssr, margin)
+
         def check(image, number):
-            report = verify_image(image, qr_code.text, qr_code, suite=suite, decoders=DECODER_CHOICES[decoders],
-                                  min_ssr=min_ssr)
-            return Ranked(number, report, passes(report, margin))
+            return judge(image, number, qr_code, **criteria)
 
         def refine(latent):
             device = vae.device
             with torch.inference_mode(False):
                 decoder = decoder_for(vae.first_stage_model, device, "auto", device.type == "cuda")
                 config = LatentRefineConfig(iterations=refine_iterations, margin=margin,
-                                            decoders=DECODER_CHOICES[decoders])
+                                            decoders=criteria["decoders"])
                 result = refine_latent(latent.clone().to(device), decoder, qr_code, config,
                                        progress=lambda *_: comfy.model_management.
                                        throw_exception_if_processing_interrupted())

@@ -11,6 +11,28 @@ from .types import QRCodeType
 DECODER_CHOICES = {"zxing + wechat": ("zxing", "wechat"), "zxing": ("zxing",), "wechat": ("wechat",)}
 
 
+def pass_inputs(what: str, suite: bool) -> list:
+    """The inputs that say what passing means — decoders, camera suite, its SSR, the RS margin — for nodes that
+    judge `what` ("each candidate", "each attempt")."""
+    return [
+        io.Combo.Input("decoders", options=list(DECODER_CHOICES), default="zxing + wechat",
+                       tooltip=f"Which decoders must read the payload in {what} for a pass."),
+        io.Boolean.Input("suite", default=suite,
+                         tooltip=f"Also require the simulated-camera suite for {what} (about a second each); off "
+                                 f"judges the clean picture only."),
+        io.Float.Input("min_ssr", default=0.95, min=0.0, max=1.0, step=0.01,
+                       tooltip="With the suite on, each decoder's share of camera views that must read."),
+        io.Int.Input("margin", default=1, min=0, max=30,
+                     tooltip="Spare codewords every RS block must keep beyond what it corrects, for a pass (the "
+                             "camera adds errors the clean picture does not show)."),
+    ]
+
+
+def pass_criteria(decoders: str, suite: bool, min_ssr: float, margin: int) -> dict:
+    """`pass_inputs`' values as `scan.pick.judge`'s keyword arguments."""
+    return {"decoders": DECODER_CHOICES[decoders], "suite": suite, "min_ssr": min_ssr, "margin": margin}
+
+
 class AQRVerify(AQRNode):
     @classmethod
     def define_schema(cls) -> io.Schema:

@@ -14,7 +14,7 @@ from ..qr.code import QRCode
 from .decoders import DEFAULT_DECODERS
 from .report import VerifyReport, verify_image
 
-__all__ = ["Ranked", "passes", "rank", "table"]
+__all__ = ["Ranked", "judge", "passes", "rank", "table"]
 
 
 def passes(report: VerifyReport, margin: int) -> bool:
@@ -47,13 +47,16 @@ class Ranked:
         return (self.passed, self.reads, self.worst_ssr or 0.0, margin)
 
 
-def rank(images, qr: QRCode, *, decoders=DEFAULT_DECODERS, suite: bool = True, min_ssr: float = 0.95,
-         margin: int = 1) -> list[Ranked]:
-    """Every image verified against `qr`, best first."""
-    ranked = []
-    for i, image in enumerate(images):
-        report = verify_image(image, qr.text, qr, suite=suite, decoders=decoders, min_ssr=min_ssr)
-        ranked.append(Ranked(i, report, passes(report, margin)))
+def judge(image, index: int, qr: QRCode, *, decoders=DEFAULT_DECODERS, suite: bool = True, min_ssr: float = 0.95,
+          margin: int = 1) -> Ranked:
+    """One candidate verified against `qr`."""
+    report = verify_image(image, qr.text, qr, suite=suite, decoders=decoders, min_ssr=min_ssr)
+    return Ranked(index, report, passes(report, margin))
+
+
+def rank(images, qr: QRCode, **criteria) -> list[Ranked]:
+    """Every image judged against `qr` (`criteria`: `judge`'s decoders, suite, min_ssr, margin), best first."""
+    ranked = [judge(image, i, qr, **criteria) for i, image in enumerate(images)]
     return sorted(ranked, key=lambda r: (r.key(), -r.index), reverse=True)
 
 

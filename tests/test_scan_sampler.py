@@ -8,8 +8,7 @@ import pytest
 from aesthetic_qr.diffusion.scan_sampler import POLICIES, plans, sample_until_scans
 from aesthetic_qr.qr import encode
 from aesthetic_qr.qr.render import render
-from aesthetic_qr.scan.pick import Ranked, passes, rank, table
-from aesthetic_qr.scan.report import verify_image
+from aesthetic_qr.scan.pick import judge, rank, table
 
 TEXT = "https://example.com/until-it-scans"
 
@@ -26,7 +25,7 @@ def noise(image, seed):
 
 
 def checker(qr, margin=1):
-    return lambda image, number: Ranked(number, r := verify_image(image, TEXT, qr), passes(r, margin))
+    return lambda image, number: judge(image, number, qr, suite=False, margin=margin)
 
 
 def test_policies_escalate_in_order():
