@@ -199,6 +199,9 @@ def test_queued_from_the_page_shows_a_scannable_image(name, page, comfyui, scree
         (n["id"], n["type"]) for n in workflow["nodes"]), f"{name}: not the graph on the page"
     page.read_console()
     save, verify = _node_id(workflow, "SaveImage"), _node_id(workflow, "AQR_Verify")
+    # what the frontend draws a node's progress bar from: its api's "progress" events
+    page.js("window.__aqr_progress = []; app.api.addEventListener('progress', (e) => "
+            "window.__aqr_progress.push([String(e.detail.node), e.detail.value, e.detail.max]));")
     t0 = time.monotonic()
     page.queue()
     loaded = (f"const n = {page.node_js()};"
@@ -225,6 +228,11 @@ def test_queued_from_the_page_shows_a_scannable_image(name, page, comfyui, scree
     assert heat[0] > 0 and heat[1] > 0
     report = [w["value"] for w in state[verify]["widgets"] if w["name"] == "aqr_report"]
     assert report and report[0].startswith("PASS"), f"{name}: Verify's report on the node: {report}"
+
+    # the long node (ARTUP / Art) showed its progress, up to full
+    long_node = str(next(n["id"] for n in workflow["nodes"] if n["type"] in ("AQR_ARTUP", "AQR_Art")))
+    progress = [p for p in page.js("return window.__aqr_progress;") if p[0] == long_node]
+    assert progress and progress[-1][1] == progress[-1][2], f"{name}: progress of node {long_node}: {progress}"
 
     # AQR_Encode (artup_cpu): its blueprint on the node
     encode = [n["id"] for n in workflow["nodes"] if n["type"] == "AQR_Encode"]
