@@ -18,6 +18,7 @@ from PIL import Image
 from aesthetic_qr.art.follow import follow_picture
 from aesthetic_qr.qr import QRInputError
 from aesthetic_qr.tools import cli
+from aesthetic_qr.tools import files as output_files
 
 PICTURE_JOBS = ("reshuffle", "artup", "personalize", "art")
 VERSIONED_JOBS = ("reshuffle", "artup", "personalize")  # art chooses its version per level
@@ -197,7 +198,7 @@ def test_an_existing_output_is_replaced_whole(files, capsys):
     out.write_bytes(b"old")
     assert cli.main(["encode", "--text", "x", "--out", str(out)]) == 0
     assert Image.open(out).size[0] > 0 and list((files / "out").iterdir()) == [out]
-    assert (out.stat().st_mode & 0o777) == 0o666 & ~cli._umask()
+    assert (out.stat().st_mode & 0o777) == 0o666 & ~output_files._umask()
 
 
 def test_a_large_picture_warning_is_one_line(files, capsys, monkeypatch):

@@ -12,7 +12,7 @@ from ..art.follow import follow_picture
 from ..qr import encode
 from ..qr.render import render
 from ..scan.report import verify_image
-from .cli import check_folder_out, save_image
+from .files import check_folder_out, save_image
 
 DEFAULT_TEXT = "https://github.com/aesthetic-qr/aesthetic-qr"
 
