@@ -19,7 +19,7 @@ from ..diffusion.guidance import MODES, GuidanceConfig, ScanObjective
 from ..diffusion.hooks import GuidanceLog, SamplerHost, install_guidance
 from ..losses.srl import VARIANTS as SRL_VARIANTS
 from ..losses.srl import srl_variant as srl_config
-from .inputs import AQRNode, require_code_aspect
+from .inputs import AQRNode, require_code_aspect, require_code_geometry, require_vae_weights
 from .perceptual import VGG_FOLDER, vgg_choices, vgg_for_node
 from .types import QRCodeType
 
@@ -105,15 +105,11 @@ class AQRScanGuidance(AQRNode):
     def execute(cls, model, vae, qr_code, mode, code_scale, perceptual_scale, start_percent, end_percent, ecc_gate,
                 srl_variant, function_weight, decoder_precision, gradient_checkpointing, reference=None,
                 face_mask=None, face_code_weight=0.25, vgg_model="none") -> io.NodeOutput:
-        if qr_code.geometry is None:
-            raise ValueError("AQR_ScanGuidance: the QR_CODE has no geometry; take it from AQR_Encode or "
-                             "AQR_Reshuffle")
+        require_code_geometry("AQR_ScanGuidance", qr_code)
         if start_percent > end_percent:
             raise ValueError(f"AQR_ScanGuidance: start_percent ({start_percent}) is after end_percent "
                              f"({end_percent})")
-        if getattr(vae, "first_stage_model", None) is None:
-            raise ValueError("AQR_ScanGuidance: this VAE has no weights (the checkpoint holds no VAE?): load one "
-                             "with VAELoader")
+        require_vae_weights("AQR_ScanGuidance", vae)
         require_code_aspect("AQR_ScanGuidance", qr_code, reference=reference, face_mask=face_mask)
         config = GuidanceConfig(code_scale=code_scale, perceptual_scale=perceptual_scale,
                                 srl=srl_config(srl_variant, function_weight=function_weight),

@@ -47,6 +47,18 @@ def code_or_text(qr_code: QRCode | None, text: str, node_id: str, *, ecl: str = 
     raise ValueError(f"{node_id}: connect a QR_CODE or type the text to encode")
 
 
+def require_code_geometry(node_id: str, qr: QRCode) -> None:
+    """The connected code carries its pixel geometry (AQR_Encode and AQR_Reshuffle attach it)."""
+    if qr.geometry is None:
+        raise ValueError(f"{node_id}: the QR_CODE has no geometry; take it from AQR_Encode or AQR_Reshuffle")
+
+
+def require_vae_weights(node_id: str, vae) -> None:
+    """The VAE has weights to decode with (a checkpoint without a VAE gives an empty one)."""
+    if getattr(vae, "first_stage_model", None) is None:
+        raise ValueError(f"{node_id}: this VAE has no weights (the checkpoint holds no VAE?): load one with VAELoader")
+
+
 def require_code_aspect(node_id: str, qr: QRCode, **inputs) -> None:
     """Each IMAGE or MASK in `inputs` (name → tensor or None) that must carry the code has the code's aspect ratio
     (it is then resampled onto the code's geometry); otherwise ValueError naming `node_id` and the input."""

@@ -16,7 +16,7 @@ from ..losses.srl import VARIANTS as SRL_VARIANTS
 from ..losses.srl import srl_variant as srl_config
 from ..qr.pixels import to_uint8
 from .guidance import SRL_VARIANT_TOOLTIP
-from .inputs import AQRNode, require_code_aspect
+from .inputs import AQRNode, require_code_aspect, require_code_geometry, require_vae_weights
 from .perceptual import VGG_FOLDER, vgg_choices, vgg_for_node
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
@@ -93,12 +93,8 @@ class AQRLatentRefine(AQRNode):
     def execute(cls, samples, vae, qr_code, method, iterations, step, fidelity_weight, check_every, srl_variant,
                 margin, marker_lambda, reference=None, blueprint=None, face_mask=None,
                 vgg_model="none") -> io.NodeOutput:
-        if qr_code.geometry is None:
-            raise ValueError("AQR_LatentRefine: the QR_CODE has no geometry; take it from AQR_Encode or "
-                             "AQR_Reshuffle")
-        if getattr(vae, "first_stage_model", None) is None:
-            raise ValueError("AQR_LatentRefine: this VAE has no weights (the checkpoint holds no VAE?): load one "
-                             "with VAELoader")
+        require_code_geometry("AQR_LatentRefine", qr_code)
+        require_vae_weights("AQR_LatentRefine", vae)
         require_code_aspect("AQR_LatentRefine", qr_code, reference=reference, blueprint=blueprint,
                             face_mask=face_mask)
         latents = samples["samples"]

@@ -3,7 +3,7 @@
 from comfy_api.latest import io, ui
 
 from ..scan.pick import rank, table
-from .inputs import AQRNode
+from .inputs import AQRNode, require_code_geometry
 from .tensors import image_batch_to_numpy
 from .types import QRCodeType
 from .verify import pass_criteria, pass_inputs
@@ -37,8 +37,7 @@ class AQRPickBest(AQRNode):
 
     @classmethod
     def execute(cls, image, qr_code, decoders, suite, min_ssr, margin) -> io.NodeOutput:
-        if qr_code.geometry is None:
-            raise ValueError("AQR_PickBest: the QR_CODE has no geometry; take it from AQR_Encode or AQR_Reshuffle")
+        require_code_geometry("AQR_PickBest", qr_code)
         ranked = rank(image_batch_to_numpy(image), qr_code, **pass_criteria(decoders, suite, min_ssr, margin))
         best = ranked[0]
         report = f"best: item {best.index} ({'PASS' if best.passed else 'FAIL'})\n{table(ranked)}"

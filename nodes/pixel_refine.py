@@ -7,7 +7,7 @@ from comfy_api.latest import io
 
 from ..art.pixel_refine import PixelRefineConfig, pixel_refine
 from ..qr.pixels import to_uint8
-from .inputs import AQRNode
+from .inputs import AQRNode, require_code_geometry
 from .perceptual import VGG_FOLDER, vgg_choices, vgg_for_node
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
@@ -63,9 +63,7 @@ class AQRPixelRefine(AQRNode):
     @classmethod
     def execute(cls, image, qr_code, iterations, lr, fidelity_weight, eot_samples, target_ssr, check_every,
                 marker_lambda, vgg_model, seed) -> io.NodeOutput:
-        if qr_code.geometry is None:
-            raise ValueError("AQR_PixelRefine: the QR_CODE has no geometry; take it from AQR_Encode or "
-                             "AQR_Reshuffle")
+        require_code_geometry("AQR_PixelRefine", qr_code)
         vgg = vgg_for_node(vgg_model)
         cfg = PixelRefineConfig(iterations=iterations, lr=lr, fidelity_weight=fidelity_weight,
                                 eot_samples=eot_samples, target_ssr=target_ssr, check_every=check_every,

@@ -16,7 +16,7 @@ from ..diffusion.latent_refine import LatentRefineConfig, refine_latent
 from ..diffusion.scan_sampler import POLICIES, plans, sample_until_scans
 from ..scan.pick import judge
 from .guidance import COMFY_SAMPLER
-from .inputs import AQRNode
+from .inputs import AQRNode, require_code_geometry, require_vae_weights
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
 from .verify import pass_criteria, pass_inputs
@@ -82,12 +82,8 @@ class AQRScanSampler(AQRNode):
     def execute(cls, model, positive, negative, latent_image, vae, qr_code, seed, steps, cfg, sampler_name,
                 scheduler, denoise, attempts, policy, guidance_scale, decoders, suite, min_ssr, margin,
                 refine_iterations) -> io.NodeOutput:
-        if qr_code.geometry is None:
-            raise ValueError("AQR_ScanSampler: the QR_CODE has no geometry; take it from AQR_Encode or "
-                             "AQR_Reshuffle")
-        if getattr(vae, "first_stage_model", None) is None:
-            raise ValueError("AQR_ScanSampler: this VAE has no weights (the checkpoint holds no VAE?): load one "
-                             "with VAELoader")
+        require_code_geometry("AQR_ScanSampler", qr_code)
+        require_vae_weights("AQR_ScanSampler", vae)
         if latent_image["samples"].dim() != 4 or latent_image["samples"].shape[0] != 1:
             raise ValueError(f"AQR_ScanSampler: one image latent at a time, got shape "
                              f"{tuple(latent_image['samples'].shape)} (for a batch, use a KSampler and "
