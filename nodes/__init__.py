@@ -8,6 +8,7 @@ from .blueprint import AQRHalftoneBlueprint
 from .encode import AQREncode
 from .face import AQRFaceMask
 from .guidance import AQRGuidanceReport, AQRScanGuidance
+from .invisible import AQRHideCode, AQRRevealCode
 from .latent_refine import AQRLatentRefine
 from .pick import AQRPickBest
 from .pixel_refine import AQRPixelRefine
@@ -20,4 +21,4 @@ class AestheticQRExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [AQREncode, AQRReshuffle, AQRHalftoneBlueprint, AQRFaceMask, AQRMarkerHarmonize, AQRArtup,
                 AQRPixelRefine, AQRScanProbability, AQRScanGuidance, AQRGuidanceReport, AQRLatentRefine, AQRVerify,
-                AQRPickBest, AQRScanSampler, AQRArt]
+                AQRPickBest, AQRScanSampler, AQRArt, AQRHideCode, AQRRevealCode]

@@ -30,6 +30,18 @@ def make_geometry(size: int, module_px: int, border: int, multiple: int = 1) -> 
     return Geometry(int(module_px), int(border), (offset, offset), (padded, padded))
 
 
+def picture_geometry(size: int, border: int, shape: tuple[int, int]) -> Geometry:
+    """A code drawn over a whole H×W picture: the symbol and its quiet zone centred at the largest whole module size
+    that fits the shorter side, in the picture's own pixels (so `pixels.picture_modules` maps it one to one)."""
+    h, w = shape
+    side = size + 2 * border
+    p = min(h, w) // side
+    if p < 2:
+        raise QRInputError(f"the picture ({w}×{h}) is too small for a code {side} modules wide with its quiet zone: "
+                           f"give one at least {2 * side} px on its shorter side (2 px per module)")
+    return Geometry(p, border, ((w - size * p) // 2, (h - size * p) // 2), (w, h))
+
+
 def module_image(values: np.ndarray, qr: QRCode, geo: Geometry, outside: float = 1.0) -> np.ndarray:
     """Paint a per-module array (size × size) at the geometry's pixels; `outside` fills the quiet zone."""
     row, col, _, _ = module_grid(geo, qr.size)

@@ -1,5 +1,6 @@
 """Write workflows from the compact descriptions below — the GPU ones (DiffQRCoder, the QR Code Monster baseline,
-Face2QR, and DiffQRCoder and Face2QR ending in the generate-until-it-scans loop) and the CPU ``art_cpu`` —:
+Face2QR, and DiffQRCoder and Face2QR ending in the generate-until-it-scans loop) and the CPU ``art_cpu`` and
+``invisible_qr_cpu`` —:
 ``workflows/NAME.json`` (UI format, laid out in columns, with a note), its API twin ``workflows/api/NAME.json`` and
 the thumbnail ``workflows/NAME.jpg``.
 
@@ -9,7 +10,8 @@ Widget order and defaults come from a real ComfyUI's ``/object_info`` (a headles
 is given) plus the recorded ComfyUI_InstantID definitions in ``tests/fixtures/third_party_object_info.json``.
 Edit a workflow here, not in the JSON, so the files stay reproducible. No GPU has run the GPU graphs here, so their
 thumbnails are not generated pictures: each shows the code the ControlNet sees and the pipeline, and says so.
-``art_cpu``'s thumbnail is its real output (`art` on the bundled picture with the workflow's settings).
+``art_cpu``'s thumbnail is its real output (`art` on the bundled picture with the workflow's settings), and so is
+``invisible_qr_cpu``'s (hidden picture, residual, revealed code) once the shipped weights exist.
 
 The files are the same whichever ComfyUI is asked: node outputs that changed between 0.3.75 and 0.33 are written as
 0.33 defines them (``NEWEST_OUTPUTS``), which is what its frontend saves.
@@ -262,6 +264,31 @@ Time: about 3 s on a shared 2-core CPU."""
     return g.prompt, [("Read me: Art, models and node packs", note)]
 
 
+def invisible_qr_cpu() -> tuple[dict, list]:
+    g = Graph()
+    picture = g.add("LoadImage", "Picture", image="astronaut.jpg")
+    code = g.add("AQR_Encode", "Code", text=ART_TEXT, version=0, ecl="M", mask="auto", module_px=10, border=4,
+                 style="plain", size_multiple="none")
+    hidden = g.add("AQR_HideCode", "Hide", image=out(picture), text="", qr_code=out(code, 2), psnr=38.0,
+                   weights="shipped")
+    g.add("SaveImage", "Save hidden picture", images=out(hidden), filename_prefix="aqr_invisible")
+    revealed = g.add("AQR_RevealCode", "Reveal", image=out(hidden), weights="shipped", expect="")
+    g.add("AQR_Verify", "Verify", image=out(revealed), qr_code=out(hidden, 2), decoders="zxing + wechat",
+          suite=False, min_ssr=0.9, raise_on_failure=False, expected_text="")
+    g.add("SaveImage", "Save revealed code", images=out(revealed), filename_prefix="aqr_invisible_revealed")
+    note = """Invisible QR on the CPU: a code hidden in the picture by a trained network, invisible to the eye and to a phone, and read back by the same network.
+
+Node packs: aesthetic-qr (this pack; ComfyUI >= 0.3.68) and ComfyUI core (Load Image, Save Image). Nothing else.
+Models: the network's weights ship with the pack (invisible/weights/carrier.safetensors: 'shipped' in the weights combos). Weights of your own (a .safetensors file written by scripts/train_invisible.py) go in ComfyUI/models/aesthetic_qr/; pick the same file in Hide and in Reveal. Runs on any CPU, no GPU and no downloads.
+
+Picture: Load Image expects astronaut.jpg, which ships in this pack's assets/ folder. `aesthetic-qr run-workflow invisible_qr_cpu` uploads it for you; in the browser, upload it (ComfyUI/custom_nodes/aesthetic-qr/assets/astronaut.jpg) or any picture of your own into Load Image.
+
+Change the payload in QR Encode (text). QR Hide Code centres the code with its 4-module quiet zone over the whole picture, as large as fits, and adds a faint residual that carries it, at PSNR 38 dB to the picture (its preview shows the residual x10). Lower the PSNR for a code that survives more (32 survives JPEG 75, blur sigma 1 and half size), raise it for one still less visible. 'Save hidden picture' writes the picture with the code in it, at its own size. QR Reveal Code restores the code's image from the picture (black modules on white) and decodes it; QR Verify reads that image with both decoders and module by module against the code as Hide placed it (its qr_code output); 'Save revealed code' writes the restored code.
+
+Time: about 2 s on a shared 2-core CPU (at 512²: hiding 0.6 s, revealing 0.3 s)."""
+    return g.prompt, [("Read me: Invisible QR, models and node packs", note)]
+
+
 def until_scans(workflow, policy: str):
     """`workflow` with its last sampler (the one whose picture is verified) replaced by AQR_ScanSampler: the same
     model, conditioning, latent and settings, verified after sampling and tried again with `policy` (4 attempts)
@@ -290,7 +317,7 @@ def until_scans(workflow, policy: str):
 
 
 WORKFLOWS = {"diffqrcoder_sd15": diffqrcoder_sd15, "qrmonster_baseline_sd15": qrmonster_baseline_sd15,
-             "face2qr_sdxl": face2qr_sdxl, "art_cpu": art_cpu,
+             "face2qr_sdxl": face2qr_sdxl, "art_cpu": art_cpu, "invisible_qr_cpu": invisible_qr_cpu,
              # guidance is already in the model (SRPG), so the loop only moves on to the next seed
              "diffqrcoder_sd15_until_scans": until_scans(diffqrcoder_sd15, "seeds"),
              "face2qr_sdxl_until_scans": until_scans(face2qr_sdxl, "seeds, guidance, then refine")}
@@ -327,12 +354,45 @@ def blueprint(settings: dict, side: int) -> Image.Image:
     return Image.fromarray((img * 255).round().astype(np.uint8))
 
 
+def invisible_thumbnail() -> Image.Image:
+    """The workflow's real outputs side by side (hidden picture, residual x10, revealed code) with the shipped
+    weights; a labelled sketch while they are not there yet."""
+    from aesthetic_qr.invisible.hide import hide, reveal
+    from aesthetic_qr.invisible.weights import SHIPPED
+    from aesthetic_qr.qr.pixels import load_picture
+    from aesthetic_qr.qr.render import picture_geometry
+
+    picture = load_picture(ROOT / "assets" / "astronaut.jpg")
+    canvas = Image.new("RGB", (1024, 400), (246, 244, 240))
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size=22)
+    if not SHIPPED.is_file():
+        canvas.paste(Image.fromarray(picture).resize((320, 320), Image.LANCZOS), (32, 56))
+        draw.text((32, 16), "Invisible QR: hide a code in the picture, reveal it", fill=(30, 30, 30), font=font)
+        for i, line in enumerate(["A sketch, not the workflow's output:", f"{SHIPPED.name} was not there yet;",
+                                  "rerun scripts/author_workflows.py invisible_qr_cpu"]):
+            draw.text((384, 80 + 40 * i), line, fill=(150, 40, 40), font=font)
+        return canvas
+    qr = encode(ART_TEXT, ecl="M")
+    qr = qr.with_geometry(picture_geometry(qr.size, 4, picture.shape[:2]))
+    hidden = hide(picture, qr)
+    residual = np.clip(0.5 + 10 * hidden.residual, 0, 1)
+    panels = {f"hidden (PSNR {hidden.psnr:.1f} dB)": hidden.image, "residual x10": residual,
+              "revealed": reveal(hidden.image).code_image}
+    for i, (caption, image) in enumerate(panels.items()):
+        panel = Image.fromarray(image if image.dtype == np.uint8 else (image * 255).round().astype(np.uint8))
+        canvas.paste(panel.convert("RGB").resize((320, 320), Image.LANCZOS), (16 + i * 336, 16))
+        draw.text((16 + i * 336, 348), caption, fill=(30, 30, 30), font=font)
+    return canvas
+
+
 def thumbnail(name: str) -> Image.Image:
     if name == "art_cpu":  # the workflow's real output: what its Art node computes on the bundled picture
         from aesthetic_qr.art.fidelity import ArtConfig, art
         from aesthetic_qr.qr.pixels import load_picture
 
         return Image.fromarray(art(load_picture(ROOT / "assets" / "astronaut.jpg"), ART_TEXT, ArtConfig()).image)
+    if name == "invisible_qr_cpu":
+        return invisible_thumbnail()
     canvas = Image.new("RGB", (1024, 576), (246, 244, 240))
     draw = ImageDraw.Draw(canvas)
     x = 32

@@ -121,3 +121,58 @@ def test_art_on_the_bundled_picture(tmp_path):
     assert saved.shape == source.shape                      # the picture's own size and framing
     assert np.array_equal(saved[:, :2], source[:, :2])      # outside the code: the picture's own pixels
     assert all(r.match for r in decode(saved, expected="https://github.com/aesthetic-qr/aesthetic-qr").values())
+
+
+TEXT = "https://github.com/aesthetic-qr/aesthetic-qr"
+
+
+def untrained_weights(path):
+    """An untrained codec (reveals nothing): for the paths that need no real read."""
+    from aesthetic_qr.invisible.codec import Codec
+    from aesthetic_qr.invisible.weights import save_codec
+
+    save_codec(Codec.new("carrier"), path)
+    return path
+
+
+def test_hide_and_reveal_round_trip_with_the_shipped_weights(tmp_path):
+    """`hide` keeps the picture's size and hits the PSNR; the saved file does not scan, `reveal` reads it back;
+    --expect decides the exit code (1 for another payload, as a failed verification)."""
+    from pathlib import Path
+
+    from aesthetic_qr.qr.pixels import load_picture
+
+    picture = Path(__file__).resolve().parents[1] / "assets" / "astronaut.jpg"
+    out = tmp_path / "hidden.png"
+    proc = run("hide", "--text", TEXT, "--image", str(picture), "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert {"psnr", "ssim", "version", "ecl", "out", "seconds"} <= set(info)
+    assert abs(info["psnr"] - 38) <= 0.1 and 0.8 < info["ssim"] < 1 and info["ecl"] == "M" and info["out"] == str(out)
+    saved = load_picture(out)
+    assert saved.shape == load_picture(picture).shape
+    assert not decode(saved, ("zxing",), expected=TEXT)["zxing"].decoded   # invisible to a scanner
+
+    proc = run("reveal", str(out), "--expect", TEXT, "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert (result["decoded"], result["text"], result["match"]) == (True, TEXT, True)
+    proc = run("reveal", str(out), "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["match"] is None
+    proc = run("reveal", str(out), "--expect", "something else", "--json")
+    assert proc.returncode == 1 and json.loads(proc.stdout)["match"] is False
+
+    proc = run("hide", "--text", TEXT, "--image", str(picture), "--out", str(out), "--psnr", "32", "--json")
+    assert proc.returncode == 0 and abs(json.loads(proc.stdout)["psnr"] - 32) <= 0.1, proc.stderr
+
+
+def test_reveal_finds_nothing_and_exits_1(tmp_path):
+    weights = untrained_weights(tmp_path / "untrained.safetensors")
+    picture = tmp_path / "pic.png"
+    Image.fromarray((np.random.default_rng(0).random((48, 48, 3)) * 255).astype(np.uint8)).save(picture)
+    proc = run("reveal", str(picture), "--weights", str(weights), "--json")
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads(proc.stdout)
+    assert (result["pass"], result["decoded"], result["text"], result["match"]) == (False, False, None, None)
+    proc = run("reveal", str(picture), "--weights", str(weights), "--expect", "x")
+    assert proc.returncode == 1 and proc.stdout.strip() == "FAIL: nothing decoded; expected 'x'"

@@ -13,9 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 from aesthetic_qr.art.follow import follow_picture
+from aesthetic_qr.invisible.codec import Codec
+from aesthetic_qr.invisible.weights import save_codec
 from aesthetic_qr.qr import QRInputError
 from aesthetic_qr.tools import cli
 from aesthetic_qr.tools import files as output_files
@@ -36,6 +40,8 @@ def files(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     (tmp_path / "wrong.json").write_text(json.dumps({"text": "x", "version": "v", "ecl": "M", "mask": 0}))
     (tmp_path / "out").mkdir()
+    save_codec(Codec.new("carrier"), tmp_path / "untrained.safetensors")
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "foreign.safetensors"))
     return tmp_path
 
 
@@ -73,6 +79,20 @@ for job in PICTURE_JOBS:
     CASES[f"{job} picture is a JSON file"] = (with_out(picture_job(job)[:-1] + ["{dir}/list.json"]), "list.json")
 for name, out in OUT_CASES.items():
     CASES[f"encode --out {name}"] = (["encode", "--text", "x", "--out", out], "--out")
+    CASES[f"hide --out {name}"] = (["hide", "--text", "x", "--image", "{pic}", "--out", out], "--out")
+HIDE = ["hide", "--text", "x", "--image", "{pic}", "--out", "{out}/o.png", "--weights", "{dir}/untrained.safetensors"]
+for value in ("70", "19.5", "nan", "inf", "abc", ""):
+    CASES[f"hide --psnr {value!r}"] = ([*HIDE, "--psnr", value], "--psnr")
+CASES.update({
+    "hide no picture": ([*HIDE[:4], "{dir}/missing.png", *HIDE[5:]], "missing.png"),
+    "hide picture too small for the code": ([*HIDE[:2], "https://example.com", *HIDE[3:]], "too small"),
+    "hide --weights missing": ([*HIDE[:-1], "{dir}/nope.safetensors"], "nope.safetensors"),
+    "hide --weights not safetensors": ([*HIDE[:-1], "{dir}/afile"], "afile"),
+    "hide --weights another model": ([*HIDE[:-1], "{dir}/foreign.safetensors"], "not an aesthetic-qr"),
+    "reveal missing image": (["reveal", "{dir}/nope.png", "--weights", "{dir}/untrained.safetensors"], "nope.png"),
+    "reveal --weights missing": (["reveal", "{pic}", "--weights", "{dir}/nope.safetensors"], "nope.safetensors"),
+    "reveal no image": (["reveal", "--expect", "x"], "image"),
+})
 CASES.update({
     "encode text too long for any code": (["encode", "--text", "x" * 3000], "bits"),
     "encode text too long for the version": (["encode", "--text", "x" * 300, "--version", "6"], "version 6"),
@@ -144,7 +164,7 @@ def test_bad_input_is_one_line_and_exit_2(case, files, capsys, monkeypatch):
     argv, word = CASES[case]
     if case.split()[0] in ("encode", *PICTURE_JOBS) and "--out" not in argv and len(argv) > 1:
         argv = with_out(argv)
-    if "--out" in case and case.split()[0] in PICTURE_JOBS:
+    if "--out" in case and case.split()[0] in (*PICTURE_JOBS, "hide"):
         monkeypatch.setattr(cli, "load_image", lambda path: pytest.fail("computed before checking --out"))
     before = {p for p in files.rglob("*")}
     rc = cli.main(expand(argv, files))

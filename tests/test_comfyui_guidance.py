@@ -3,7 +3,9 @@ ControlNet and KSampler, on a randomly initialised SD1.5-architecture checkpoint
 
 The pictures are noise; what is checked is behaviour: a guided run ends with a lower scanning-robust loss than
 the unguided run with the same seed, the guidance ran exactly inside its window, ``xt`` mode back-propagates
-through the UNet and ControlNet, refinement lowers its loss, and an interrupt stops a refinement promptly."""
+through the UNet and ControlNet, refinement lowers its loss, and an interrupt stops a refinement promptly. On the
+same checkpoint with a hand-set decoder (`tiny_sd.build_readable`), the scan sampler's guided attempt reads and
+the loop stops there."""
 
 import io
 import threading
@@ -12,12 +14,14 @@ import uuid
 
 import numpy as np
 import pytest
+import tiny_sd
 import torch
 from PIL import Image
 
 from aesthetic_qr.losses.srl import srl
 from aesthetic_qr.qr import encode
 from aesthetic_qr.qr.render import render
+from aesthetic_qr.scan.decoders import decode
 from aesthetic_qr.tools.headless import with_defaults
 
 pytestmark = pytest.mark.comfyui
@@ -345,3 +349,53 @@ def test_scan_sampler_stops_on_interrupt(comfyui, object_info, tiny_models, code
     waiter.join(120)
     assert "result" in box and box["result"].status == "interrupted", box
     assert time.monotonic() - t0 < 10
+
+
+@pytest.fixture(scope="module")
+def readable_models(comfyui, tiny_models):
+    """The tiny checkpoint with `tiny_sd.readable_decoder` (the random UNet's latents decode white, a latent
+    pushed below the decoder's threshold black) and the tiny ControlNet."""
+    return {k: p.name for k, p in tiny_sd.build_readable(comfyui.comfyui_dir, comfyui.models_dir).items()}
+
+
+READABLE_PX = 16  # two latent pixels a module: what a real SD latent (1/8 of the picture) can draw
+
+
+def test_scan_sampler_stops_at_the_first_attempt_that_verifies(comfyui, object_info, readable_models):
+    """On the readable decoder plain sampling gives a white picture, which fails; the policy's first guided
+    attempt (x0 scan guidance through the decoder) reads, the loop stops there, before the refinement, and says
+    PASS. The returned picture reads in zxing-cpp, and PickBest picks it out of a batch with a plain picture.
+    A 400² picture costs the tiny UNet ~5.5 s a step on one CPU thread: one step an attempt, and no ControlNet."""
+    qr = encode(TEXT, version=1, ecl="L")
+    _, geo = render(qr, module_px=READABLE_PX, border=2, multiple=8)
+    code = qr.with_geometry(geo)
+    graph = base_graph(readable_models, code)
+    graph["qr"]["inputs"]["module_px"] = READABLE_PX
+    del graph["cnl"], graph["cn"]
+    conds = {"positive": ["pos", 0], "negative": ["neg", 0]}
+    attempts = 6                                    # seeds 3, 4; guidance 500, 1000, 2000; refinement
+    graph["loop"] = scan_sampler(attempts=attempts, steps=1)
+    graph["loop"]["inputs"].update(conds)
+    graph["loop_save"] = {"class_type": "SaveImage",
+                          "inputs": {"images": ["loop", 1], "filename_prefix": f"aqr_loop_{uuid.uuid4().hex[:6]}"}}
+    graph["plain"] = sampler(["ckpt", 0], steps=1)
+    graph["plain"]["inputs"].update(conds)
+    graph["plain_dec"] = {"class_type": "VAEDecode", "inputs": {"samples": ["plain", 0], "vae": ["ckpt", 2]}}
+    graph["two"] = {"class_type": "ImageBatch", "inputs": {"image1": ["plain_dec", 0], "image2": ["loop", 1]}}
+    graph["pick"] = {"class_type": "AQR_PickBest",
+                     "inputs": {"image": ["two", 0], "qr_code": ["qr", 2], "suite": False}}
+    client = comfyui.client
+    result = client.run(with_defaults(object_info, graph), timeout=600)
+
+    lines = report_text(result, "loop").splitlines()
+    passed_at = len(lines) - 1
+    assert 3 <= passed_at < attempts and lines[0] == f"PASS at attempt {passed_at}", lines
+    assert [line.split(":")[0] for line in lines[1:]] == [f"attempt {k}" for k in range(1, passed_at + 1)], lines
+    assert all(": FAIL (" in line for line in lines[1:-1]) and "first attempt: FAIL" in lines[1], lines
+    assert "scan guidance" in lines[-1] and ": PASS (zxing read, wechat read" in lines[-1], lines
+    (ref,) = result.images("loop_save")
+    image = np.asarray(Image.open(io.BytesIO(client.view(ref["filename"], ref["subfolder"], ref["type"]))))
+    assert decode(image[..., :3], ("zxing",), expected=TEXT)["zxing"].match, lines
+    pick = report_text(result, "pick").splitlines()
+    assert pick[0] == "best: item 1 (PASS)" and len(pick) == 4, pick   # verdict, header, two items
+    assert [row.split()[1] for row in pick[2:]] == ["fail", "PASS"], pick

@@ -7,10 +7,12 @@ import sys
 import pytest
 
 NUMPY_ONLY = ["qr", "qr.code", "qr.pixels", "qr.render", "qr.reshuffle", "scan", "scan.camera", "scan.report",
-              "face.detect", "face.mask", "art.blueprint", "art.follow", "art.markers", "art.colour"]
+              "face.detect", "face.mask", "art.blueprint", "art.follow", "art.markers", "art.colour",
+              "invisible.attacks"]
 TORCH = ["losses", "losses.scan_probability", "art.artup", "art.pixel_refine", "diffusion.guidance",
-         "diffusion.hooks", "diffusion.latent_refine", "diffusion.decoder"]
-ORDER = ["qr", "scan", "face", "losses", "art", "diffusion"]  # a package may import only those before it
+         "diffusion.hooks", "diffusion.latent_refine", "diffusion.decoder", "invisible.hide", "invisible.train",
+         "invisible.data"]
+ORDER = ["qr", "scan", "face", "losses", "art", "diffusion", "invisible"]  # a package may import only those before it
 
 
 def loaded_after(module: str) -> set[str]:

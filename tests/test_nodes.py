@@ -25,6 +25,7 @@ import importlib.util
 import inspect
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -45,7 +46,8 @@ TEXT = "https://example.com/aqr"
 GUIDE_TEXT = "AQR guide"
 NODE_IDS = ["AQR_Encode", "AQR_Reshuffle", "AQR_HalftoneBlueprint", "AQR_FaceMask", "AQR_MarkerHarmonize",
             "AQR_ARTUP", "AQR_PixelRefine", "AQR_ScanProbability", "AQR_ScanGuidance", "AQR_GuidanceReport",
-            "AQR_LatentRefine", "AQR_Verify", "AQR_PickBest", "AQR_ScanSampler", "AQR_Art"]
+            "AQR_LatentRefine", "AQR_Verify", "AQR_PickBest", "AQR_ScanSampler", "AQR_Art", "AQR_HideCode",
+            "AQR_RevealCode"]
 
 
 # ---------------------------------------------------------------------------------------------- ComfyUI in-process
@@ -798,3 +800,107 @@ def test_verify_errors_without_expected_text_or_on_failure_when_asked(comfy_node
         {"image": torch.full_like(blueprint, 0.5), "qr_code": qr, "raise_on_failure": True}
     with pytest.raises(error, match=fragment):
         run(comfy_nodes, "AQR_Verify", **inputs)
+
+
+# -------------------------------------------------------------------------------- AQR_HideCode, AQR_RevealCode
+
+@pytest.fixture
+def weights_folder(comfy_nodes, tmp_path):
+    """A models/aesthetic_qr folder for one test, first in the list: an untrained codec (untrained.safetensors,
+    for wiring and errors: it reveals nothing), a corrupt .safetensors and a file the combo does not offer."""
+    import folder_paths
+
+    from aesthetic_qr.invisible.codec import Codec
+    from aesthetic_qr.invisible.weights import save_codec
+
+    save_codec(Codec.new("carrier"), tmp_path / "untrained.safetensors")
+    (tmp_path / "corrupt.safetensors").write_bytes(b"not a safetensors file")
+    (tmp_path / "notes.txt").write_text("not weights")
+    folder_paths.add_model_folder_path("aesthetic_qr", str(tmp_path), is_default=True)
+    yield tmp_path
+    folder_paths.folder_names_and_paths["aesthetic_qr"][0].remove(str(tmp_path))
+
+
+def test_hide_and_reveal_wiring_on_untrained_weights(comfy_nodes, weights_folder, no_geometry, progress):
+    """A non-square batch of two: each image keeps its size, the residual is shown amplified, the code comes out
+    placed in the picture; an untrained network reveals nothing, and the report says so."""
+    hide_schema = comfy_nodes.nodes["AQR_HideCode"].GET_SCHEMA()
+    (weights,) = [i for i in hide_schema.inputs if i.id == "weights"]
+    assert weights.options == ["shipped", "corrupt.safetensors", "untrained.safetensors"]
+    pictures = torch.from_numpy(np.stack([_picture(200)[34:166], _picture(200)[::-1, ::-1][34:166].copy()]))
+    progress.clear()
+    out = run(comfy_nodes, "AQR_HideCode", image=pictures, text=TEXT, psnr=36.0, weights="untrained.safetensors")
+    hidden, residual, qr, report = out.args
+    assert hidden.shape == residual.shape == pictures.shape == (2, 132, 200, 3)
+    assert torch.equal((hidden * 255).round(), hidden * 255)               # 8-bit values, as saved
+    assert 0 < (hidden - pictures).abs().max() < 0.1 and residual.min() >= 0 and residual.max() <= 1
+    assert torch.allclose(residual, (0.5 + 10 * (hidden - (pictures * 255).round() / 255)).clamp(0, 1), atol=1e-5)
+    assert qr.text == TEXT and qr.geometry.image_size == (200, 132) and qr.geometry.border == 4
+    assert qr.geometry.module_px == 132 // (qr.size + 8)
+    lines = report.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("image 1: PSNR ") and f"v{qr.version}-M" in lines[1]
+    assert all(abs(float(re.search(r"PSNR ([\d.]+) dB", line)[1]) - 36) <= 0.1 for line in lines), lines
+    assert out.ui["text"] == (report,) and all(p.is_file() for p in saved_previews(comfy_nodes, out.ui))
+    assert progress[-1] == (2, 2)
+
+    # a connected code without geometry is drawn with the default quiet zone, its matrix kept
+    placed = run(comfy_nodes, "AQR_HideCode", image=pictures[:1], qr_code=no_geometry,
+                 weights="untrained.safetensors").args[2]
+    assert np.array_equal(placed.matrix, no_geometry.matrix) and placed.geometry.border == 4
+
+    out = run(comfy_nodes, "AQR_RevealCode", image=hidden, weights="untrained.safetensors", expect=TEXT)
+    code_image, text, report = out.args
+    assert code_image.shape == hidden.shape and set(code_image.unique().tolist()) <= {0.0, 1.0}
+    assert text == "" and report == f"image 0: nothing decoded; expected {TEXT!r}\n" \
+                                    f"image 1: nothing decoded; expected {TEXT!r}"
+    assert out.ui["text"] == (report,)
+
+
+@pytest.mark.parametrize("node_id, inputs, message", [
+    ("AQR_HideCode", {"psnr": 70.0}, "AQR_HideCode: psnr must be between 20 and 60 dB, got 70.0"),
+    ("AQR_HideCode", {"image": torch.zeros(1, 40, 64, 3)}, "AQR_HideCode: the picture (64×40) is too small for a "
+     "code 33 modules wide with its quiet zone: give one at least 66 px on its shorter side (2 px per module)"),
+    ("AQR_HideCode", {"text": ""}, "AQR_HideCode: connect a QR_CODE or type the text to encode"),
+    ("AQR_RevealCode", {"weights": "corrupt.safetensors"},
+     "AQR_RevealCode: corrupt.safetensors is not a readable safetensors file"),
+])
+def test_hide_and_reveal_refuse_bad_input_with_one_line(comfy_nodes, weights_folder, picture, node_id, inputs,
+                                                         message):
+    given = {"image": picture, "weights": "untrained.safetensors", **({"text": TEXT} if node_id == "AQR_HideCode"
+                                                                      else {})}
+    with pytest.raises(ValueError) as err:
+        run(comfy_nodes, node_id, **{**given, **inputs})
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_reveal_stops_on_an_interrupt(comfy_nodes, weights_folder, picture):
+    """Reveal checks for an interrupt between carrier shifts and tiles (the shift search runs up to 64 passes),
+    through a callback: the networks carry no hooks afterwards."""
+    import comfy.model_management
+
+    from aesthetic_qr.invisible.weights import load_codec
+
+    comfy.model_management.interrupt_current_processing(True)
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            run(comfy_nodes, "AQR_RevealCode", image=picture, weights="untrained.safetensors")
+    finally:
+        comfy.model_management.interrupt_current_processing(False)
+    codec = load_codec(weights_folder / "untrained.safetensors")
+    assert not any(m._forward_pre_hooks for net in (codec.encoder, codec.decoder) for m in net.modules())
+
+
+@pytest.mark.parametrize("height, width", [(256, 256), (224, 320)])
+def test_hidden_code_is_revealed_and_verifies_with_the_shipped_weights(comfy_nodes, height, width):
+    """The round trip on the shipped weights: the hidden picture does not scan, the revealed code does, and
+    AQR_Verify reads it module by module with QR Hide Code's placed code (any aspect ratio)."""
+    picture = torch.from_numpy(cv2.resize(data.astronaut(), (width, height), interpolation=cv2.INTER_AREA)
+                               .astype(np.float32) / 255)[None]
+    hidden, _, qr, report = run(comfy_nodes, "AQR_HideCode", image=picture, text=TEXT).args
+    assert abs(float(re.match(r"PSNR ([\d.]+) dB", report)[1]) - 38) <= 0.1, report
+    assert reads(hidden, TEXT) == {"zxing": False, "wechat": False}
+    code_image, text, report = run(comfy_nodes, "AQR_RevealCode", image=hidden, expect=TEXT).args
+    assert text == TEXT and report == f"decoded {TEXT!r}; matches the expected text"
+    passed, verdict, _ = run(comfy_nodes, "AQR_Verify", image=code_image, qr_code=qr).args
+    assert passed is True and verdict.startswith("PASS"), verdict
+    assert re.search(r"RS blocks: .* worst margin \d+ ", verdict), verdict  # modules read where they were hidden

@@ -1,7 +1,7 @@
 """The shipped workflows (workflows/*.json): valid against a real ComfyUI, API twins up to date, the CPU ones run
 and scan, the SD1.5 GPU ones run on CPU with a random tiny SD1.5-architecture model (tests/tiny_sd.py), the GPU ones
-are what scripts/author_workflows.py writes, `aesthetic-qr run-workflow` works against a headless server; and the
-UI→API and API→UI converters on small graphs.
+and invisible_qr_cpu are what scripts/author_workflows.py writes, `aesthetic-qr run-workflow` works against a
+headless server; and the UI→API and API→UI converters on small graphs.
 
 Every workflow in workflows/ is picked up. Third-party node types (not on the test server) are checked against
 tests/fixtures/third_party_object_info.json; record a new pack's definitions there."""
@@ -41,11 +41,12 @@ from aesthetic_qr.tools.workflow import (
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted(p.stem for p in (ROOT / "workflows").glob("*.json"))
 RECORDED = Path(__file__).resolve().parent / "fixtures" / "third_party_object_info.json"
-CPU_WORKFLOWS = ["art_cpu", "artup_cpu", "pixel_srl_cpu"]
+CPU_WORKFLOWS = ["art_cpu", "artup_cpu", "pixel_srl_cpu", "invisible_qr_cpu"]
 # run here on a random tiny SD1.5
 SD15_WORKFLOWS = ["diffqrcoder_sd15", "diffqrcoder_sd15_until_scans", "qrmonster_baseline_sd15"]
 # face2qr: validated against recorded InstantID nodes only
 GPU_WORKFLOWS = SD15_WORKFLOWS + ["face2qr_sdxl", "face2qr_sdxl_until_scans"]
+AUTHORED = GPU_WORKFLOWS + ["invisible_qr_cpu"]  # written by scripts/author_workflows.py
 MODEL_SUFFIXES = {".safetensors", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl", ".sft", ".onnx", ".gguf"}
 NOT_FOUND = " (neither on the test ComfyUI nor recorded in tests/fixtures/third_party_object_info.json)"
 
@@ -167,16 +168,24 @@ def test_cpu_workflow_runs_and_scans(name, comfyui, object_info):
     assert result.status == "success"
     (verify,) = [i for i, e in prompt.items() if e["class_type"] == "AQR_Verify"]
     assert result.outputs[verify]["text"][0].startswith("PASS"), result.outputs[verify]
-    (save,) = [i for i, e in prompt.items() if e["class_type"] == "SaveImage"]
-    (ref,) = result.images(save)
-    image = Image.open(io.BytesIO(client.view(ref["filename"], ref["subfolder"], ref["type"]))).convert("RGB")
-    assert scans(image, payload(prompt))
+    verified = prompt[verify]["inputs"]["image"]
+    saves = [i for i, e in prompt.items() if e["class_type"] == "SaveImage"]
+    assert [s for s in saves if prompt[s]["inputs"]["images"] == verified], "no Save writes the verified picture"
+    for save in saves:
+        (ref,) = result.images(save)
+        image = Image.open(io.BytesIO(client.view(ref["filename"], ref["subfolder"], ref["type"]))).convert("RGB")
+        if prompt[save]["inputs"]["images"] == verified:
+            assert scans(image, payload(prompt))
+        else:  # invisible_qr_cpu's hidden picture: the loaded picture's size, and nothing a scanner reads
+            (loaded,) = [e["inputs"]["image"] for e in prompt.values() if e["class_type"] == "LoadImage"]
+            assert image.size == Image.open(ASSETS_DIR / loaded).size and not scans(image, payload(prompt))
 
 
 @pytest.mark.comfyui
-@pytest.mark.parametrize("name", GPU_WORKFLOWS)
-def test_gpu_workflow_is_what_its_script_writes(name, object_info):
-    """The GPU workflows are authored in scripts/author_workflows.py: the shipped JSON is what it writes."""
+@pytest.mark.parametrize("name", AUTHORED)
+def test_authored_workflow_is_what_its_script_writes(name, object_info):
+    """The GPU workflows and invisible_qr_cpu are authored in scripts/author_workflows.py: the shipped JSON is
+    what it writes."""
     spec = importlib.util.spec_from_file_location("author_workflows", ROOT / "scripts" / "author_workflows.py")
     author = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(author)

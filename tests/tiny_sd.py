@@ -10,6 +10,11 @@ what its loaders expect):
 * ``aqr_tiny_cn_sd15.safetensors`` (``models/controlnet``): a ControlNet of the same UNet shape;
 * with ``variant="full"``, SD1.5's real UNet and ControlNet shapes and its KL VAE instead (for benchmarks).
 
+`build_readable` adds ``aqr_tiny_sd15_readable.safetensors``: the same UNet and CLIP (the same ControlNet fits)
+with a TAESD decoder set by hand (`readable_decoder`) to a monotone, nearly black-and-white map of one latent
+channel. The random UNet's pictures are then white (no code), and a latent that scan guidance or refinement moves
+far enough decodes to a code that scans: the one model on which "generate until it scans" can succeed.
+
 Weights are random with a fixed seed, fan-in scaled (zero-initialised layers too, so the ControlNet really
 changes the prediction). A random UNet is no denoiser: its latents reach an RMS of ~80, so the VAE's input scale
 (TAESD's ``vae_scale``) is set to 0.01 to keep them in the decoder's working range. The images are noise: these
@@ -27,6 +32,15 @@ from pathlib import Path
 VAE_INPUT_SCALE = 0.01
 FILES = {"tiny": ("aqr_tiny_sd15.safetensors", "aqr_tiny_cn_sd15.safetensors"),
          "full": ("aqr_random_sd15.safetensors", "aqr_random_cn_sd15.safetensors")}
+READABLE = "aqr_tiny_sd15_readable.safetensors"
+# `readable_decoder`'s map. The threshold lies below every latent the random UNet makes (channel 0 within ±350 at
+# seeds 3–5): its pictures are white, the quiet zone too, which no code loss touches (SRL covers the symbol only).
+READABLE_SHIFT = -500.0
+# (z + 500)·0.003 ≤ 2.6 for those latents: TAESD's input clamp 3·tanh(u/3) keeps a slope ≥ 0.5 there
+READABLE_SCALE = 0.003
+# picture units per unit after the clamp: one x0 guidance step at λ = 500 moves every wrong module's latent past
+# the threshold (measured: the first guided attempt reads, RS margin 3)
+READABLE_GAIN = 1e4
 
 _COMMON = dict(image_size=32, in_channels=4, out_channels=4, model_channels=320, use_spatial_transformer=True,
                transformer_depth_middle=1, context_dim=768, num_heads=8, num_head_channels=-1,
@@ -86,6 +100,57 @@ def build(comfyui_dir: str | Path, out_dir: str | Path, variant: str = "tiny", t
         subprocess.run([sys.executable, __file__, str(comfyui_dir), str(out), variant], cwd=str(comfyui_dir),
                        check=True, timeout=timeout, capture_output=True)
     return paths
+
+
+def readable_decoder(sd: dict, shift: float = READABLE_SHIFT, scale: float = READABLE_SCALE,
+                     gain: float = READABLE_GAIN) -> dict:
+    """`sd` (a checkpoint's tensors, with `build`'s TAESD VAE) with a decoder set by hand: every pixel of an 8×8
+    patch is, in R, G and B, ``clamp(0.5 + gain·t, 0, 1)``, ``t = 3·tanh(u/3)`` (TAESD's input clamp) of
+    ``u = (z − shift)·scale`` (TAESD.decode's ``vae_shift``, ``vae_scale``), z the patch's latent channel 0 (the
+    other three are ignored). A map that is monotone, differentiable before ComfyUI's clamp (guidance and
+    refinement pass gradients straight through it), and nearly a step: z above ``shift`` decodes white, below it
+    black. The layers, by index in ComfyUI's ``taesd.Decoder`` (Clamp, conv 1, ReLU, Blocks 3–5,
+    Upsample, conv 7, Blocks 8–10, Upsample, conv 12, Blocks 13–15, Upsample, conv 17, Block 18, conv 19), all
+    else zero:
+
+    * conv 1 (latent → 64 features): feature 0 = gain·t, feature 1 = −gain·t (centre taps); the ReLU after it
+      keeps the positive part of each, so the sign lives on in two non-negative features;
+    * every Block: its three convolutions zero, so ``relu(conv(x) + x) = x`` on non-negative x;
+    * convs 7, 12, 17 after each nearest ×2 upsampling: identity on features 0 and 1 (centre taps): each latent
+      pixel becomes an 8×8 patch;
+    * conv 19 (features → RGB): feature 0 − feature 1 + 0.5 in each channel. TAESD.decode returns 2y − 1 of its
+      output y and ComfyUI's VAE shows ``clamp((2y − 1 + 1)/2, 0, 1)``: y is the picture.
+
+    Every value is exact in fp16 (the file's dtype) but ``scale`` (0.003 → 0.0030003). The encoder stays random.
+    """
+    import torch
+
+    prefix = "first_stage_model.taesd_decoder."
+    out = {k: (torch.zeros_like(v) if k.startswith(prefix) else v) for k, v in sd.items()}
+    out[prefix + "1.weight"][0, 0, 1, 1] = gain
+    out[prefix + "1.weight"][1, 0, 1, 1] = -gain
+    for conv in (7, 12, 17):
+        for c in (0, 1):
+            out[f"{prefix}{conv}.weight"][c, c, 1, 1] = 1.0
+    out[prefix + "19.weight"][:, 0, 1, 1] = 1.0
+    out[prefix + "19.weight"][:, 1, 1, 1] = -1.0
+    out[prefix + "19.bias"][:] = 0.5
+    for name, value in (("vae_scale", scale), ("vae_shift", shift)):
+        key = "first_stage_model." + name
+        out[key] = torch.full_like(sd[key], value)
+    return out
+
+
+def build_readable(comfyui_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
+    """`build`'s tiny files plus ``out_dir/checkpoints/READABLE``: the tiny checkpoint with `readable_decoder`.
+    Returns {"checkpoint": the readable checkpoint, "controlnet": the tiny ControlNet}."""
+    from safetensors.torch import load_file, save_file
+
+    paths = build(comfyui_dir, out_dir)
+    target = paths["checkpoint"].with_name(READABLE)
+    if not target.is_file():
+        save_file(readable_decoder(load_file(str(paths["checkpoint"]))), str(target))
+    return {"checkpoint": target, "controlnet": paths["controlnet"]}
 
 
 def _write(comfyui_dir: str, out_dir: str, variant: str) -> None:

@@ -99,6 +99,12 @@ def _float_range(lo: float, hi: float | None = None, *, open_lo: bool = False, w
 _seed = _int_range(0, MAX_SEED, "a seed")
 
 
+def _psnr(value: str) -> float:
+    from ..invisible.hide import PSNR_RANGE  # torch: imported only when hide is given --psnr
+
+    return _float_range(*PSNR_RANGE, what="decibels")(value)
+
+
 # ---- subcommands -------------------------------------------------------------------------------------------------
 
 def cmd_encode(args: argparse.Namespace) -> dict:
@@ -232,6 +238,63 @@ def cmd_personalize(args: argparse.Namespace) -> dict:
     return {**result.report.to_dict(), "qr": follow.qr.summary(), "iterations": result.iterations,
             "stopped_early": result.stopped_early, "seconds": round(time.perf_counter() - start, 2),
             "out": args.out}
+
+
+HIDE_BORDER = 4  # quiet zone (modules) of the hidden code
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """Small convolutions: torch's intra-op threads only add barrier waits on a busy machine (as `art` runs)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def cmd_hide(args: argparse.Namespace) -> dict:
+    import time
+
+    check_image_out(args.out)  # before the imports too: torch takes seconds
+    from ..invisible.hide import hide
+    from ..invisible.weights import load_codec
+    from ..qr.render import picture_geometry
+
+    start = time.perf_counter()
+    codec = load_codec(args.weights)
+    picture = load_image(args.image)
+    qr = encode(args.text)
+    qr = qr.with_geometry(picture_geometry(qr.size, HIDE_BORDER, picture.shape[:2]))
+    with _one_torch_thread():
+        result = hide(picture, qr, args.psnr, codec)
+    save_image(result.image, args.out)
+    seconds = time.perf_counter() - start
+    return {"psnr": round(result.psnr, 2), "ssim": round(result.ssim, 4), "version": qr.version, "ecl": qr.ecl,
+            "module_px": qr.geometry.module_px, "out": args.out, "seconds": round(seconds, 2),
+            "report": f"{args.out}: PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f} to the picture; code "
+                      f"v{qr.version}-{qr.ecl} at {qr.geometry.module_px} px a module, in {seconds:.1f} s"}
+
+
+def cmd_reveal(args: argparse.Namespace) -> dict:
+    from ..invisible.hide import reveal
+    from ..invisible.weights import load_codec
+
+    codec = load_codec(args.weights)
+    picture = load_image(args.image)
+    with _one_torch_thread():
+        found = reveal(picture, codec)
+    decoded = found.text is not None
+    match = None if args.expect is None else found.text == args.expect
+    passed = decoded and match is not False
+    report = f"decoded {found.text!r}" if decoded else "nothing decoded"
+    if match is not None:
+        report += "; matches --expect" if match else f"; expected {args.expect!r}"
+    return {"pass": passed, "decoded": decoded, "text": found.text, "match": match, "shift": list(found.shift),
+            "report": f"{'PASS' if passed else 'FAIL'}: {report}"}
 
 
 WORKFLOWS_DIR = Path(__file__).resolve().parents[1] / "workflows"
@@ -598,6 +661,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for the run")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run_workflow)
+
+    weights_help = "a .safetensors file written by scripts/train_invisible.py (default: the shipped weights)"
+    p = sub.add_parser("hide", help="hide a code invisibly in a picture (a trained CNN; the picture keeps its size)")
+    p.add_argument("--text", required=True, type=_text, help="the message")
+    p.add_argument("--image", required=True, type=_path, help="the picture (the code is centred over all of it)")
+    p.add_argument("--psnr", type=_psnr, default=38.0,
+                   help="PSNR of the result to the picture in dB (default 38): higher is more invisible and less "
+                        "robust; 32 survives JPEG 75, blur σ 1 and half size")
+    p.add_argument("--weights", type=_path, help=weights_help)
+    _common(p)
+    p.set_defaults(func=cmd_hide)
+
+    p = sub.add_parser("reveal", help="read a code hidden by `hide` (exit 1 when none is read or it differs from "
+                                      "--expect)")
+    p.add_argument("image", type=_path)
+    p.add_argument("--expect", type=_text, help="the payload it must carry")
+    p.add_argument("--weights", type=_path, help=weights_help)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_reveal)
 
     p = sub.add_parser("verify", help="decode an image with real decoders, optionally through the camera suite")
     p.add_argument("image", type=_path)

@@ -1,0 +1,155 @@
+"""Hide a code in a picture at a chosen PSNR, and reveal it again: whole pictures of any size, in tiles so memory
+stays bounded, with the PSNR measured on the saved 8-bit result."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..qr.code import QRCode
+from ..qr.errors import QRInputError
+from ..qr.optional import opencv
+from ..qr.pixels import require_geometry, to_float_rgb, to_uint8
+from ..scan.decoders import decode_gray
+from .codec import Codec, code_plane
+from .nets import PERIOD
+from .weights import load_codec
+
+PSNR_RANGE = (20.0, 60.0)
+TILE = 1024          # pixels per tile side; tiles overlap by MARGIN on each side
+MARGIN = 96          # more than either network's receptive field reaches
+ALIGN = 16           # tile origins stay on the carrier grid and on the encoder's stride
+
+
+@dataclass
+class Hidden:
+    image: np.ndarray       # H×W×3 uint8, the picture with the code in it
+    residual: np.ndarray    # H×W×3 float32, what was added (in 0…1 units, after clipping and rounding)
+    psnr: float             # dB, of the saved 8-bit picture to the original
+    ssim: float
+
+
+@dataclass
+class Revealed:
+    code_image: np.ndarray  # H×W uint8, black modules on white: what the decoder restored
+    text: str | None        # what zxing-cpp reads from it (None: nothing)
+    shift: tuple[int, int]  # the carrier shift the read needed, (0, 0) unless the picture was cropped or moved
+
+
+def _tiles(n: int) -> list[tuple[int, int, int, int]]:
+    """Along one axis: (read start, read end, keep start, keep end) for tiles of TILE with MARGIN context."""
+    if n <= TILE + 2 * MARGIN:
+        return [(0, n, 0, n)]
+    out, start = [], 0
+    while start < n:
+        end = min(n, start + TILE)
+        lo, hi = max(0, start - MARGIN), min(n, end + MARGIN)
+        lo -= lo % ALIGN
+        out.append((lo, hi, start, end))
+        start = end
+    return out
+
+
+def _tiled(fn, planes: torch.Tensor, out_channels: int, check: Callable[[], None] | None) -> torch.Tensor:
+    """Apply a fully convolutional `fn` (1×C×h×w → 1×out×h×w) tile by tile; tiles start on the carrier grid.
+    `check` runs before each tile (a host's interrupt check raises there)."""
+    _, _, h, w = planes.shape
+    out = torch.empty((1, out_channels, h, w), dtype=planes.dtype)
+    for y0, y1, ky0, ky1 in _tiles(h):
+        for x0, x1, kx0, kx1 in _tiles(w):
+            if check is not None:
+                check()
+            tile = planes[..., y0:y1, x0:x1]
+            ph, pw = (-tile.shape[-2]) % ALIGN, (-tile.shape[-1]) % ALIGN
+            res = fn(torch.nn.functional.pad(tile, (0, pw, 0, ph), mode="replicate"))
+            out[..., ky0:ky1, kx0:kx1] = res[..., ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0]
+    return out
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+
+
+def hide(picture, qr: QRCode, psnr: float = 38.0, codec: Codec | None = None,
+         check: Callable[[], None] | None = None) -> Hidden:
+    """The picture (any size, uint8 or float RGB) with `qr` drawn invisibly over it at its geometry's placement.
+
+    The residual is rescaled until the saved 8-bit picture is within 0.1 dB of `psnr` (clipping at black and
+    white removes some of it, rounding adds some)."""
+    if not (isinstance(psnr, (int, float)) and PSNR_RANGE[0] <= psnr <= PSNR_RANGE[1]):
+        raise QRInputError(f"psnr must be between {PSNR_RANGE[0]:g} and {PSNR_RANGE[1]:g} dB, got {psnr!r}")
+    require_geometry(qr)
+    codec = codec or load_codec()
+    rgb = to_float_rgb(picture)
+    h, w = rgb.shape[:2]
+    original = to_uint8(rgb)
+    base = torch.from_numpy(original.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    code = torch.from_numpy(code_plane(qr, h, w))[None, None]
+    with torch.inference_mode():
+        grey = codec.kind == "carrier"   # its encoder makes one plane, added to R, G and B alike
+        raw = _tiled(lambda t: codec.encoder(t[:, :3], t[:, 3:]), torch.cat([base, code], dim=1), 1 if grey else 3,
+                     check)
+    unit = (raw[0].permute(1, 2, 0).numpy() / max(1e-12, float(raw.pow(2).mean().sqrt()))).astype(np.float32)
+    target = 10 ** (-psnr / 20)
+    out = original
+    for _ in range(4):
+        out = np.clip(np.round((original.astype(np.float32) / 255 + unit * target) * 255), 0, 255).astype(np.uint8)
+        got = _psnr(out, original)
+        if not math.isfinite(got) or abs(got - psnr) < 0.1:
+            break
+        target *= 10 ** ((got - psnr) / 20)
+    from ..art.fidelity import ssim_rgb  # noqa: PLC0415  (skimage loads only when a picture is hidden)
+    return Hidden(out, (out.astype(np.float32) - original) / 255, got, ssim_rgb(out, original))
+
+
+def restore(picture, codec: Codec | None = None, shift: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """H×W float32 logits of the hidden code (positive = dark module) read from a picture."""
+    return next(_restorations(picture, codec or load_codec(), [shift], None))
+
+
+def _restorations(picture, codec: Codec, shifts: list[tuple[int, int]], check: Callable[[], None] | None):
+    """Logits for each carrier shift in turn; a picture that fits one tile is whitened and demodulated once.
+    `check` runs before each shift and each tile."""
+    rgb = torch.from_numpy(to_float_rgb(picture)).permute(2, 0, 1)[None]
+    h, w = rgb.shape[-2:]
+    with torch.inference_mode():
+        if codec.kind == "carrier" and len(_tiles(h)) == 1 and len(_tiles(w)) == 1:
+            padded = torch.nn.functional.pad(rgb, (0, (-w) % ALIGN, 0, (-h) % ALIGN), mode="replicate")
+            demod = codec.decoder.demodulate(padded)
+            for shift in shifts:
+                if check is not None:
+                    check()
+                yield codec.decoder.read_at(demod, padded, shift)[0, 0, :h, :w].numpy()
+        else:
+            for shift in shifts:
+                yield _tiled(lambda t, s=shift: codec.logits(t, s), rgb, 1, check)[0, 0].numpy()
+
+
+def code_image(logits: np.ndarray) -> np.ndarray:
+    """The clean code image a QR decoder reads: black where the decoder says dark."""
+    return np.where(logits > 0, 0, 255).astype(np.uint8)
+
+
+def reveal(picture, codec: Codec | None = None, expected: str | None = None, search: bool = True,
+           check: Callable[[], None] | None = None) -> Revealed:
+    """Restore the code and read it with zxing-cpp, as restored and with isolated wrong pixels removed (a 5-px
+    median). If nothing reads at the picture's own alignment and `search` is on, the carrier shifts a crop or a
+    move could have caused are tried too (the carrier model only)."""
+    codec = codec or load_codec()
+    shifts = [(0, 0)]
+    if search and codec.kind == "carrier":
+        shifts += [(dy, dx) for dy in range(PERIOD) for dx in range(PERIOD) if (dy, dx) != (0, 0)]
+    first = None
+    for shift, logits in zip(shifts, _restorations(picture, codec, shifts, check)):
+        image = code_image(logits)
+        first = image if first is None else first
+        for candidate in (image, opencv().medianBlur(image, 5)):
+            result = decode_gray(candidate, "zxing", expected)
+            if result.ok:
+                return Revealed(candidate, result.text, shift)
+    return Revealed(first, None, (0, 0))
