@@ -97,7 +97,7 @@ def hide(picture, qr: QRCode, psnr: float = 38.0, codec: Codec | None = None,
     unit = (raw[0].permute(1, 2, 0).numpy() / max(1e-12, float(raw.pow(2).mean().sqrt()))).astype(np.float32)
     target = 10 ** (-psnr / 20)
     out = original
-    for _ in range(4):
+    for _ in range(8):
         out = np.clip(np.round((original.astype(np.float32) / 255 + unit * target) * 255), 0, 255).astype(np.uint8)
         got = _psnr(out, original)
         if not math.isfinite(got) or abs(got - psnr) < 0.1:

@@ -108,12 +108,17 @@ def _paper_step(codec: Codec, cfg: TrainConfig, pictures, codes, gen, rng, progr
     return loss, {"mse_p": float(F.mse_loss(hidden.detach(), pictures)), "bit_err": float(errors)}
 
 
-def train(cfg: TrainConfig, crops, on_step: Callable[[int, dict], None] | None = None) -> Codec:
-    """Train a fresh codec of `cfg.kind` on batches from `crops` (anything with `.batch(n)` → B×3×S×S)."""
+def train(cfg: TrainConfig, crops, on_step: Callable[[int, dict], None] | None = None,
+          start_from: Codec | None = None) -> Codec:
+    """Train a codec of `cfg.kind` (fresh, or `start_from`'s weights) on batches from `crops` (anything with
+    `.batch(n)` → B×3×S×S)."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    codec = Codec.new(cfg.kind).train()
+    codec = Codec.new(cfg.kind)
+    if start_from is not None:
+        codec.load_state_dict(start_from.state_dict())
+    codec.train()
     pool = code_pool(rng, 256)
     if cfg.kind == "carrier":
         opt = torch.optim.AdamW(codec.parameters(), lr=cfg.lr, weight_decay=1e-4)

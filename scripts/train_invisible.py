@@ -1,6 +1,9 @@
 """Reproduce the shipped invisible-QR weights (or train the paper's configuration for the comparison).
 
-    OMP_NUM_THREADS=1 python scripts/train_invisible.py            # ours → invisible/weights/carrier.safetensors
+    # ours, in two phases → invisible/weights/carrier.safetensors
+    OMP_NUM_THREADS=1 python scripts/train_invisible.py --out out/carrier_phase1.safetensors
+    OMP_NUM_THREADS=1 python scripts/train_invisible.py --start-from out/carrier_phase1.safetensors \
+        --steps 1600 --psnr 34,42 --lr 1e-3 --seed 1
     OMP_NUM_THREADS=1 python scripts/train_invisible.py --kind paper --minutes 30 --out out/paper.safetensors
 
 Pictures: Debian's wallpaper packages (fetched with apt-get into --cache on first use; `invisible.data` names each
@@ -24,7 +27,7 @@ import torch  # noqa: E402
 
 from aesthetic_qr.invisible.data import PictureCrops, fetch_wallpapers, split  # noqa: E402
 from aesthetic_qr.invisible.train import TrainConfig, train  # noqa: E402
-from aesthetic_qr.invisible.weights import SHIPPED, save_codec  # noqa: E402
+from aesthetic_qr.invisible.weights import SHIPPED, load_codec, save_codec  # noqa: E402
 
 
 def main() -> int:
@@ -36,10 +39,14 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None, help=f"default for the carrier model: {SHIPPED}")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--minutes", type=float, default=None, help="stop at this wall time (default: run all steps)")
+    ap.add_argument("--start-from", type=Path, default=None, help="continue from these weights (a second phase)")
+    ap.add_argument("--psnr", default="30,40", help="PSNR range drawn per item, dB (default 30,40)")
+    ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the carrier model")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     out = a.out or (SHIPPED if a.kind == "carrier" else Path("out/paper.safetensors"))
-    cfg = TrainConfig(kind=a.kind, seed=a.seed, minutes=a.minutes,
+    psnr = tuple(float(v) for v in a.psnr.split(","))
+    cfg = TrainConfig(kind=a.kind, seed=a.seed, minutes=a.minutes, psnr=psnr, lr=a.lr,
                       **({"steps": a.steps or 3600} if a.kind == "carrier" else
                          {"steps": a.steps or 900, "batch": 4, "size": 224}))
     pictures = fetch_wallpapers(a.cache)
@@ -61,10 +68,12 @@ def main() -> int:
                   f"{stats['bit_err']:.3f} ({stats['seconds'] / 60:.1f} min, {eta / 60:.1f} left)", end="",
                   flush=True)
 
-    codec = train(cfg, crops, on_step)
+    codec = train(cfg, crops, on_step, load_codec(a.start_from) if a.start_from else None)
     minutes = (time.perf_counter() - start) / 60
     curve.append({k: round(v, 5) for k, v in last.items()})
-    info = {"kind": a.kind, "steps": last["step"] + 1, "batch": cfg.batch, "size": cfg.size, "seed": a.seed,
+    info = {"kind": a.kind, "steps": last["step"] + 1, "psnr": list(psnr), "lr": a.lr,
+            "start_from": a.start_from.name if a.start_from else None, "batch": cfg.batch, "size": cfg.size,
+            "seed": a.seed,
             "minutes": round(minutes, 1), "threads": a.threads, "train_pictures": len(train_set),
             "held_out": [p.name for p in held_out]}
     save_codec(codec, out, info)
