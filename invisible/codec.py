@@ -24,11 +24,6 @@ def code_plane(qr: QRCode, height: int, width: int) -> np.ndarray:
     return plane
 
 
-def rms_for_psnr(psnr_db: float) -> float:
-    """Root-mean-square change (pictures in 0…1) that gives this PSNR."""
-    return 10 ** (-psnr_db / 20)
-
-
 def scale_to_psnr(residual: torch.Tensor, psnr_db: torch.Tensor | float) -> torch.Tensor:
     """Scale each item's residual (B×C×H×W) so its RMS gives the PSNR asked for (before clipping)."""
     rms = residual.pow(2).mean(dim=(1, 2, 3), keepdim=True).add(1e-12).sqrt()

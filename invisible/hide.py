@@ -3,6 +3,7 @@ stays bounded, with the PSNR measured on the saved 8-bit result."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,11 +16,14 @@ from ..qr.errors import QRInputError
 from ..qr.optional import opencv
 from ..qr.pixels import require_geometry, to_float_rgb, to_uint8
 from ..scan.decoders import decode_gray
+from .attacks import psnr as psnr_db
+from .attacks import ssim
 from .codec import Codec, code_plane
 from .nets import PERIOD
 from .weights import load_codec
 
 PSNR_RANGE = (20.0, 60.0)
+QUIET_ZONE = 4       # modules of light border drawn with a hidden code (the CLI's and the node's default)
 TILE = 1024          # pixels per tile side; tiles overlap by MARGIN on each side
 MARGIN = 96          # more than either network's receptive field reaches
 ALIGN = 16           # tile origins stay on the carrier grid and on the encoder's stride
@@ -38,6 +42,20 @@ class Revealed:
     code_image: np.ndarray  # H×W uint8, black modules on white: what the decoder restored
     text: str | None        # what zxing-cpp reads from it (None: nothing)
     shift: tuple[int, int]  # the carrier shift the read needed, (0, 0) unless the picture was cropped or moved
+
+
+def _one_torch_thread(fn):
+    """Run `fn` on one torch thread: the networks are small convolutions, and more intra-op threads only add
+    barrier waits on a busy machine (as `art.fidelity.art` does)."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+    return run
 
 
 def _tiles(n: int) -> list[tuple[int, int, int, int]]:
@@ -70,11 +88,7 @@ def _tiled(fn, planes: torch.Tensor, out_channels: int, check: Callable[[], None
     return out
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255 ** 2 / mse)
-
-
+@_one_torch_thread
 def hide(picture, qr: QRCode, psnr: float = 38.0, codec: Codec | None = None,
          check: Callable[[], None] | None = None) -> Hidden:
     """The picture (any size, uint8 or float RGB) with `qr` drawn invisibly over it at its geometry's placement.
@@ -99,14 +113,14 @@ def hide(picture, qr: QRCode, psnr: float = 38.0, codec: Codec | None = None,
     out = original
     for _ in range(8):
         out = np.clip(np.round((original.astype(np.float32) / 255 + unit * target) * 255), 0, 255).astype(np.uint8)
-        got = _psnr(out, original)
+        got = psnr_db(out, original)
         if not math.isfinite(got) or abs(got - psnr) < 0.1:
             break
         target *= 10 ** ((got - psnr) / 20)
-    from ..art.fidelity import ssim_rgb  # noqa: PLC0415  (skimage loads only when a picture is hidden)
-    return Hidden(out, (out.astype(np.float32) - original) / 255, got, ssim_rgb(out, original))
+    return Hidden(out, (out.astype(np.float32) - original) / 255, got, ssim(out, original))
 
 
+@_one_torch_thread
 def restore(picture, codec: Codec | None = None, shift: tuple[int, int] = (0, 0)) -> np.ndarray:
     """H×W float32 logits of the hidden code (positive = dark module) read from a picture."""
     return next(_restorations(picture, codec or load_codec(), [shift], None))
@@ -135,6 +149,7 @@ def code_image(logits: np.ndarray) -> np.ndarray:
     return np.where(logits > 0, 0, 255).astype(np.uint8)
 
 
+@_one_torch_thread
 def reveal(picture, codec: Codec | None = None, expected: str | None = None, search: bool = True,
            check: Callable[[], None] | None = None) -> Revealed:
     """Restore the code and read it with zxing-cpp, as restored and with isolated wrong pixels removed (a 5-px

@@ -240,27 +240,11 @@ def cmd_personalize(args: argparse.Namespace) -> dict:
             "out": args.out}
 
 
-HIDE_BORDER = 4  # quiet zone (modules) of the hidden code
-
-
-@contextlib.contextmanager
-def _one_torch_thread():
-    """Small convolutions: torch's intra-op threads only add barrier waits on a busy machine (as `art` runs)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def cmd_hide(args: argparse.Namespace) -> dict:
     import time
 
     check_image_out(args.out)  # before the imports too: torch takes seconds
-    from ..invisible.hide import hide
+    from ..invisible.hide import QUIET_ZONE, hide
     from ..invisible.weights import load_codec
     from ..qr.render import picture_geometry
 
@@ -268,9 +252,8 @@ def cmd_hide(args: argparse.Namespace) -> dict:
     codec = load_codec(args.weights)
     picture = load_image(args.image)
     qr = encode(args.text)
-    qr = qr.with_geometry(picture_geometry(qr.size, HIDE_BORDER, picture.shape[:2]))
-    with _one_torch_thread():
-        result = hide(picture, qr, args.psnr, codec)
+    qr = qr.with_geometry(picture_geometry(qr.size, QUIET_ZONE, picture.shape[:2]))
+    result = hide(picture, qr, args.psnr, codec)
     save_image(result.image, args.out)
     seconds = time.perf_counter() - start
     return {"psnr": round(result.psnr, 2), "ssim": round(result.ssim, 4), "version": qr.version, "ecl": qr.ecl,
@@ -285,8 +268,7 @@ def cmd_reveal(args: argparse.Namespace) -> dict:
 
     codec = load_codec(args.weights)
     picture = load_image(args.image)
-    with _one_torch_thread():
-        found = reveal(picture, codec)
+    found = reveal(picture, codec)
     decoded = found.text is not None
     match = None if args.expect is None else found.text == args.expect
     passed = decoded and match is not False
