@@ -8,7 +8,6 @@ import comfy.utils
 from comfy_api.latest import io, ui
 
 from ..art.fidelity import ArtConfig, art
-from ..qr import QRInputError
 from .inputs import AQRNode, code_or_text
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
@@ -73,11 +72,8 @@ class AQRArt(AQRNode):
     def execute(cls, image, text, error_correction, robustness, budget, code_scale, camera_ssr, max_seconds,
                 qr_code=None) -> io.NodeOutput:
         source = code_or_text(qr_code, text, "AQR_Art", module_px=None, border=1, multiple=1)
-        try:
-            config = ArtConfig(ecls=LEVEL_CHOICES[error_correction], robustness=robustness, budget=budget,
-                               code_scale=code_scale, camera_ssr=camera_ssr, max_seconds=max_seconds or None)
-        except QRInputError as err:
-            raise ValueError(f"AQR_Art: {err}") from None
+        config = ArtConfig(ecls=LEVEL_CHOICES[error_correction], robustness=robustness, budget=budget,
+                           code_scale=code_scale, camera_ssr=camera_ssr, max_seconds=max_seconds or None)
         pictures = image_batch_to_numpy(image)
         bar = comfy.utils.ProgressBar(len(pictures))
         images, lines, codes, passed = [], [], [], True
@@ -86,10 +82,7 @@ class AQRArt(AQRNode):
                 comfy.model_management.throw_exception_if_processing_interrupted()
                 bar.update_absolute(i + done / max(total, 1), len(pictures))
 
-            try:
-                result = art(picture, source.text, config, progress=tick)
-            except QRInputError as err:
-                raise ValueError(f"AQR_Art: {err}") from None
+            result = art(picture, source.text, config, progress=tick)
             images.append(result.image.astype("float32") / 255.0)
             codes.append(result.qr)
             passed &= result.passed

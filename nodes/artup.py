@@ -23,7 +23,6 @@ from ..losses.scan_probability import (
     DEFAULT_WINDOW,
     module_scan_probability_np,
 )
-from ..qr import QRInputError
 from ..qr.pixels import fit, require_geometry, require_same_aspect
 from ..scan.analysis import probability_heatmap
 from ..scan.report import verify_image
@@ -160,26 +159,20 @@ class AQRArtup(AQRNode):
                 raise ValueError(f"AQR_ARTUP: ecl {ecl} differs from the connected code's {source.qr.ecl}, "
                                  f"but reshuffle is off so the code is used as it is; set ecl to 'from code'")
             code, message = source.qr, None
-        try:
-            config = ArtupConfig(version=source.version, ecl=source.ecl, **source.geometry(), seed=seed,
-                                 p_min=p_min, function_p_min=function_p_min, sigma_s=sigma_s, sigma_t=sigma_t,
-                                 window=window, global_weight=global_weight, iterations=iterations, adjust=adjust,
-                                 markers=markers, lam=lam, quiet_width=quiet_width,
-                                 camera_blur=None if camera_blur < 0 else camera_blur, colour=colour)
-        except QRInputError as err:
-            raise ValueError(f"AQR_ARTUP: {err}") from None
+        config = ArtupConfig(version=source.version, ecl=source.ecl, **source.geometry(), seed=seed,
+                             p_min=p_min, function_p_min=function_p_min, sigma_s=sigma_s, sigma_t=sigma_t,
+                             window=window, global_weight=global_weight, iterations=iterations, adjust=adjust,
+                             markers=markers, lam=lam, quiet_width=quiet_width,
+                             camera_blur=None if camera_blur < 0 else camera_blur, colour=colour)
         steps = iterations + 2 + (1 if verify_suite else 0)
         total = steps * len(pictures)
         bar = comfy.utils.ProgressBar(total)
         images, reports, first_qr = [], [], None
         for i, picture in enumerate(pictures):
             base = i * steps
-            try:
-                result, attempts = artup_until_scans(
-                    picture, message, qr=code, config=config,
-                    progress=lambda done, _total, b=base: bar.update_absolute(b + done, total))
-            except QRInputError as err:
-                raise ValueError(f"AQR_ARTUP: {err}") from None
+            result, attempts = artup_until_scans(
+                picture, message, qr=code, config=config,
+                progress=lambda done, _total, b=base: bar.update_absolute(b + done, total))
             if images and result.image.shape != images[0].shape:
                 raise ValueError("AQR_ARTUP: the images of the batch gave codes of different sizes; "
                                  "fix the version and module size")
@@ -242,12 +235,9 @@ class AQRMarkerHarmonize(AQRNode):
         bar = comfy.utils.ProgressBar(len(pictures))
         out = []
         for i, picture in enumerate(pictures):
-            try:
-                out.append(harmonize_markers(picture, qr_code, lam, include_alignment, include_timing,
-                                             include_separators=include_separators, quiet_zone=quiet_zone,
-                                             mode=mode))
-            except QRInputError as err:
-                raise ValueError(f"AQR_MarkerHarmonize: {err}") from None
+            out.append(harmonize_markers(picture, qr_code, lam, include_alignment, include_timing,
+                                         include_separators=include_separators, quiet_zone=quiet_zone,
+                                         mode=mode))
             bar.update_absolute(i + 1, len(pictures))
         return io.NodeOutput(numpy_to_image(out))
 
@@ -292,12 +282,9 @@ class AQRScanProbability(AQRNode):
         bar = comfy.utils.ProgressBar(len(pictures))
         heat, means, mins = [], [], []
         for i, picture in enumerate(pictures):
-            try:
-                geometry = require_geometry(qr_code)
-                require_same_aspect(*picture.shape[:2], geometry)
-                fitted = fit(picture, geometry)
-            except QRInputError as err:
-                raise ValueError(f"AQR_ScanProbability: {err}") from None
+            geometry = require_geometry(qr_code)
+            require_same_aspect(*picture.shape[:2], geometry)
+            fitted = fit(picture, geometry)
             prob = module_scan_probability_np(fitted, qr_code, sigma_s=sigma_s, sigma_t=sigma_t, window=window,
                                               global_weight=global_weight)
             heat.append(probability_heatmap(picture, prob, qr_code))

@@ -3,7 +3,6 @@
 from comfy_api.latest import io
 
 from ..art.blueprint import halftone_blueprint
-from ..qr import QRInputError
 from .inputs import AQRNode
 from .tensors import image_batch_to_numpy, mask_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
@@ -73,11 +72,8 @@ class AQRHalftoneBlueprint(AQRNode):
             raise ValueError(f"AQR_HalftoneBlueprint: {problem}")
         pictures = image_batch_to_numpy(image)
         masks = None if keep_mask is None else mask_batch_to_numpy(keep_mask)
-        try:
-            out = [halftone_blueprint(pic, qr_code, core_ratio=core_ratio, tau_black=tau_black,
-                                      tau_white=tau_white,
-                                      keep_mask=None if not masks else masks[i % len(masks)])
-                   for i, pic in enumerate(pictures)]
-        except QRInputError as err:
-            raise ValueError(f"AQR_HalftoneBlueprint: {err}") from None
+        out = [halftone_blueprint(pic, qr_code, core_ratio=core_ratio, tau_black=tau_black,
+                                  tau_white=tau_white,
+                                  keep_mask=None if not masks else masks[i % len(masks)])
+               for i, pic in enumerate(pictures)]
         return io.NodeOutput(numpy_to_image(out))

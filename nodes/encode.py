@@ -4,7 +4,7 @@ import json
 
 from comfy_api.latest import io, ui
 
-from ..qr import QRInputError, encode
+from ..qr import encode
 from ..qr.render import STYLES, module_image, render
 from .inputs import AQRNode
 from .tensors import numpy_to_image, numpy_to_mask
@@ -61,12 +61,9 @@ class AQREncode(AQRNode):
 
     @classmethod
     def execute(cls, text, version, ecl, mask, module_px, border, style, size_multiple) -> io.NodeOutput:
-        try:
-            qr = encode(text, version=version or None, ecl=ecl, mask=None if mask == "auto" else int(mask))
-            image, geo = render(qr, module_px=module_px, border=border, style=style,
-                                multiple=SIZE_MULTIPLES[size_multiple])
-        except QRInputError as err:
-            raise ValueError(f"AQR_Encode: {err}") from None
+        qr = encode(text, version=version or None, ecl=ecl, mask=None if mask == "auto" else int(mask))
+        image, geo = render(qr, module_px=module_px, border=border, style=style,
+                            multiple=SIZE_MULTIPLES[size_multiple])
         qr = qr.with_geometry(geo)
         function_mask = module_image(qr.function_mask.astype("float32"), qr, geo, outside=0.0)
         info = json.dumps(qr.summary(), ensure_ascii=False)

@@ -20,7 +20,6 @@ from ..face.mask import (
     make_face_mask,
     preview,
 )
-from ..qr import QRInputError
 from .inputs import AQRNode
 from .tensors import image_batch_to_numpy, numpy_to_image, numpy_to_mask
 from .types import QRCodeType
@@ -122,8 +121,6 @@ class AQRFaceMask(AQRNode):
                                       insightface_roots=folder_paths.get_folder_paths(INSIGHTFACE_FOLDER),
                                       options=options, qr=qr_code, module_threshold=module_threshold,
                                       require_face=require_face) for p in pictures]
-        except QRInputError as err:
-            raise ValueError(f"AQR_FaceMask: {err}") from None
         except FaceModelError as err:
             raise RuntimeError(f"AQR_FaceMask: {err}") from None
         notes = list(dict.fromkeys(n for r in results for n in r.notes))   # once for the batch

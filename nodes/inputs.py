@@ -104,14 +104,19 @@ def check_inputs(schema: io.Schema, values: dict) -> None:
 
 
 def _checked(execute):
-    """`execute` (a classmethod's function) preceded by `check_inputs` against the class's schema."""
+    """`execute` (a classmethod's function) preceded by `check_inputs` against the class's schema; a bad input the
+    lower packages find (`QRInputError`) comes out as one line naming the node."""
     signature = inspect.signature(execute)
 
     @functools.wraps(execute)
     def run(cls, *args, **kwargs):
         values = signature.bind_partial(cls, *args, **kwargs).arguments
-        check_inputs(cls.define_schema(), values)  # defined anew: a combo's options may change (model folders)
-        return execute(cls, *args, **kwargs)
+        schema = cls.define_schema()  # defined anew: a combo's options may change (model folders)
+        check_inputs(schema, values)
+        try:
+            return execute(cls, *args, **kwargs)
+        except QRInputError as err:
+            raise ValueError(f"{schema.node_id}: {err}") from None
 
     run.aqr_checked = True
     return run
@@ -119,7 +124,8 @@ def _checked(execute):
 
 class AQRNode(io.ComfyNode):
     """The pack's node base: a subclass's `execute` checks its inputs against its schema first (`check_inputs`),
-    whoever calls it — ComfyUI's executor or a test calling `execute()` directly. (ComfyUI clones the class for
+    and turns a `QRInputError` into the node's one-line error, whoever calls it — ComfyUI's executor or a test
+    calling `execute()` directly. (ComfyUI clones the class for
     every run; a clone keeps the checked `execute` and is not wrapped twice.)"""
 
     def __init_subclass__(cls, **kwargs):

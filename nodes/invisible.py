@@ -1,7 +1,6 @@
 """AQR_HideCode and AQR_RevealCode: a code hidden invisibly in a picture by a trained CNN, and read back from it
 (`invisible.hide`). The weights are the pack's shipped ones or a .safetensors file in ComfyUI/models/aesthetic_qr/."""
 
-import contextlib
 import os
 
 import comfy.model_management
@@ -10,9 +9,9 @@ import folder_paths
 import numpy as np
 from comfy_api.latest import io, ui
 
-from ..invisible.hide import PSNR_RANGE, hide, reveal
+from ..invisible.hide import PSNR_RANGE, QUIET_ZONE, hide, reveal
 from ..invisible.weights import SHIPPED, load_codec
-from ..qr import QRInputError, encode
+from ..qr import encode
 from ..qr.render import picture_geometry
 from .inputs import AQRNode, code_or_text
 from .tensors import image_batch_to_numpy, numpy_to_image
@@ -23,7 +22,6 @@ from .types import QRCodeType
 WEIGHTS_FOLDER = "aesthetic_qr"
 folder_paths.add_model_folder_path(WEIGHTS_FOLDER, os.path.join(folder_paths.models_dir, WEIGHTS_FOLDER))
 SHIPPED_WEIGHTS = "shipped"
-BORDER = 4          # quiet zone (modules) of typed text and of a connected code without geometry
 RESIDUAL_GAIN = 10  # the residual output: 0.5 + gain × residual
 
 
@@ -35,20 +33,10 @@ def weights_input() -> io.Combo.Input:
                                   f"revealing need the same weights.")
 
 
-@contextlib.contextmanager
-def one_line(node_id: str):
-    """A QRInputError (bad input, unreadable weights) as the node's one-line ValueError."""
-    try:
-        yield
-    except QRInputError as err:
-        raise ValueError(f"{node_id}: {err}") from None
-
-
-def codec_for(node_id: str, weights: str):
-    """The codec of a `weights_input` choice (a missing or foreign file is the node's one-line error)."""
-    with one_line(node_id):
-        return load_codec(None if weights == SHIPPED_WEIGHTS else
-                          folder_paths.get_full_path_or_raise(WEIGHTS_FOLDER, weights))
+def codec_for(weights: str):
+    """The codec of a `weights_input` choice."""
+    return load_codec(None if weights == SHIPPED_WEIGHTS else
+                      folder_paths.get_full_path_or_raise(WEIGHTS_FOLDER, weights))
 
 
 def interrupted() -> None:
@@ -99,21 +87,19 @@ class AQRHideCode(AQRNode):
 
     @classmethod
     def execute(cls, image, text, psnr, weights, qr_code=None) -> io.NodeOutput:
-        source = code_or_text(qr_code, text, "AQR_HideCode", module_px=None, border=BORDER, multiple=1)
+        source = code_or_text(qr_code, text, "AQR_HideCode", module_px=None, border=QUIET_ZONE, multiple=1)
         pictures = image_batch_to_numpy(image)
-        with one_line("AQR_HideCode"):
-            qr = source.qr or encode(source.text, version=source.version, ecl=source.ecl)
-            qr = qr.with_geometry(picture_geometry(qr.size, source.border, pictures[0].shape[:2]))
+        qr = source.qr or encode(source.text, version=source.version, ecl=source.ecl)
+        qr = qr.with_geometry(picture_geometry(qr.size, source.border, pictures[0].shape[:2]))
         bar = comfy.utils.ProgressBar(len(pictures))
         hidden, lines = [], []
-        codec = codec_for("AQR_HideCode", weights)
-        with one_line("AQR_HideCode"):
-            for i, picture in enumerate(pictures):
-                result = hide(picture, qr, psnr, codec, check=interrupted)
-                hidden.append(result)
-                lines.append(f"PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f}, v{qr.version}-{qr.ecl}, "
-                             f"{qr.geometry.module_px} px modules")
-                bar.update_absolute(i + 1, len(pictures))
+        codec = codec_for(weights)
+        for i, picture in enumerate(pictures):
+            result = hide(picture, qr, psnr, codec, check=interrupted)
+            hidden.append(result)
+            lines.append(f"PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f}, v{qr.version}-{qr.ecl}, "
+                         f"{qr.geometry.module_px} px modules")
+            bar.update_absolute(i + 1, len(pictures))
         out = numpy_to_image([h.image.astype(np.float32) / 255 for h in hidden])
         residual = numpy_to_image([np.clip(0.5 + RESIDUAL_GAIN * h.residual, 0, 1) for h in hidden])
         report = per_item(lines)
@@ -155,19 +141,18 @@ class AQRRevealCode(AQRNode):
         pictures = image_batch_to_numpy(image)
         bar = comfy.utils.ProgressBar(len(pictures))
         codes, texts, lines = [], [], []
-        codec = codec_for("AQR_RevealCode", weights)
-        with one_line("AQR_RevealCode"):
-            for i, picture in enumerate(pictures):
-                found = reveal(picture, codec, check=interrupted)
-                codes.append(np.repeat(found.code_image[..., None].astype(np.float32) / 255, 3, axis=-1))
-                texts.append(found.text or "")
-                line = "nothing decoded" if found.text is None else f"decoded {found.text!r}"
-                if found.shift != (0, 0):
-                    line += f" at carrier shift {found.shift}"
-                if expect:
-                    line += "; matches the expected text" if found.text == expect else f"; expected {expect!r}"
-                lines.append(line)
-                bar.update_absolute(i + 1, len(pictures))
+        codec = codec_for(weights)
+        for i, picture in enumerate(pictures):
+            found = reveal(picture, codec, check=interrupted)
+            codes.append(np.repeat(found.code_image[..., None].astype(np.float32) / 255, 3, axis=-1))
+            texts.append(found.text or "")
+            line = "nothing decoded" if found.text is None else f"decoded {found.text!r}"
+            if found.shift != (0, 0):
+                line += f" at carrier shift {found.shift}"
+            if expect:
+                line += "; matches the expected text" if found.text == expect else f"; expected {expect!r}"
+            lines.append(line)
+            bar.update_absolute(i + 1, len(pictures))
         code_image = numpy_to_image(codes)
         report = per_item(lines)
         return io.NodeOutput(code_image, texts[0], report,

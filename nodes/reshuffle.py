@@ -6,7 +6,6 @@ import comfy.utils
 from comfy_api.latest import io
 
 from ..art.follow import PRIORITY_MODES, follow_picture
-from ..qr import QRInputError
 from ..qr.pixels import require_same_aspect
 from ..qr.render import STYLES, module_image, render
 from .inputs import AQRNode, code_or_text
@@ -97,21 +96,15 @@ class AQRReshuffle(AQRNode):
         for name, mask in masks.items():  # picture-space masks: fitted like the picture, so never stretched
             if mask is not None:
                 planes[name] = mask_batch_to_numpy(mask)[0]
-                try:
-                    require_same_aspect(*planes[name].shape, picture.shape[1::-1], what=name, of="the image")
-                except QRInputError as err:
-                    raise ValueError(f"AQR_Reshuffle: {err}") from None
+                require_same_aspect(*planes[name].shape, picture.shape[1::-1], what=name, of="the image")
         prio = planes.get("priority_map", priority)
         fixed, dont_care = planes.get("fixed_mask"), planes.get("dont_care_mask")
         bar = comfy.utils.ProgressBar(8 * (extra_versions + 1) if mask_search else extra_versions + 1)
-        try:
-            result = follow_picture(picture=picture, extra_versions=extra_versions, priority=prio, dither=dither,
-                                    fixed=fixed, dont_care=dont_care, url_fragment=url_fragment, seed=seed,
-                                    progress=lambda done, total: bar.update_absolute(done, total), **settings)
-            geo = result.qr.geometry
-            blueprint, _ = render(result.qr, geo.module_px, geo.border, style, multiple=source.multiple)
-        except QRInputError as err:
-            raise ValueError(f"AQR_Reshuffle: {err}") from None
+        result = follow_picture(picture=picture, extra_versions=extra_versions, priority=prio, dither=dither,
+                                fixed=fixed, dont_care=dont_care, url_fragment=url_fragment, seed=seed,
+                                progress=lambda done, total: bar.update_absolute(done, total), **settings)
+        geo = result.qr.geometry
+        blueprint, _ = render(result.qr, geo.module_px, geo.border, style, multiple=source.multiple)
         target = module_image(1.0 - result.target.astype("float32"), result.qr, geo)[..., None].repeat(3, -1)
         best = {k: v for k, v in result.qr.summary().items() if k in ("text", "version", "ecl", "mask")}
         report = (f"{json.dumps(best, ensure_ascii=False)}\n{result.report.to_text()}\n"
