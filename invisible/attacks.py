@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import cv2
 import numpy as np
 from PIL import Image
+
+from ..qr.errors import QRInputError
 
 
 def jpeg(picture: np.ndarray, quality: int) -> np.ndarray:
@@ -48,6 +50,19 @@ ATTACKS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     **{f"resize{f:g}": (lambda p, f=f: resize(p, f)) for f in (0.75, 0.5)},
     **{f"bright{f:g}": (lambda p, f=f: brightness(p, f)) for f in (0.8, 1.2)},
 }
+
+
+def attack_names(names: Iterable[str] | str) -> tuple[str, ...]:
+    """The names of `ATTACKS` to survive ("clean" is always checked), from a sequence or a
+    comma-separated string; an unknown name is an error that lists the known ones."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",")]
+    out = tuple(dict.fromkeys(n for n in names if n and n != "clean"))
+    unknown = [n for n in out if n not in ATTACKS]
+    if unknown:
+        raise QRInputError(f"unknown attack {unknown[0]!r} to survive: choose from {', '.join(ATTACKS)} "
+                           f"(comma-separated)")
+    return out
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

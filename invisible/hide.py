@@ -1,5 +1,5 @@
 """Hide a code in a picture at a chosen PSNR, and reveal it again: whole pictures of any size, in tiles so memory
-stays bounded, with the PSNR measured on the saved 8-bit result."""
+stays bounded, with the PSNR measured on the saved 8-bit result and the attacks to survive checked on it."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ import torch
 from ..qr.code import QRCode
 from ..qr.errors import QRInputError
 from ..qr.optional import opencv
-from ..qr.pixels import require_geometry, to_float_rgb, to_uint8
+from ..qr.pixels import picture_modules, require_geometry, to_float_rgb, to_uint8
 from ..scan.decoders import decode_gray
+from .attacks import ATTACKS, attack_names, ssim
 from .attacks import psnr as psnr_db
-from .attacks import ssim
 from .codec import Codec, code_plane
 from .nets import PERIOD
+from .refine import ROUND, STEPS, centre_weight, refine_steps
 from .weights import load_codec
 
 PSNR_RANGE = (20.0, 60.0)
@@ -35,6 +36,20 @@ class Hidden:
     residual: np.ndarray    # H×W×3 float32, what was added (in 0…1 units, after clipping and rounding)
     psnr: float             # dB, of the saved 8-bit picture to the original
     ssim: float
+    survives: dict[str, bool]  # per attack checked ("clean" first): whether the payload reads back after it
+    steps: int              # refinement steps spent (0 when the encoder's residual already survived everything)
+
+    @property
+    def passed(self) -> bool:
+        return all(self.survives.values())
+
+    @property
+    def verdict(self) -> str:
+        """One phrase for a report: what it reads back after, or what it does not and what to change."""
+        failed = [name for name, ok in self.survives.items() if not ok]
+        if not failed:
+            return f"reads back after {', '.join(self.survives)}"
+        return f"does NOT read back after {', '.join(failed)} (more steps or a lower PSNR)"
 
 
 @dataclass
@@ -88,15 +103,81 @@ def _tiled(fn, planes: torch.Tensor, out_channels: int, check: Callable[[], None
     return out
 
 
+def _saved(original: np.ndarray, residual: torch.Tensor, psnr: float) -> tuple[np.ndarray, float]:
+    """The 8-bit picture with `residual` (1×C×H×W) added, rescaled until it is within 0.1 dB of `psnr` (clipping
+    at black and white removes some of it, rounding adds some); and its PSNR."""
+    unit = residual[0].permute(1, 2, 0).numpy()
+    unit = (unit / max(1e-12, float(np.sqrt(np.mean(unit.astype(np.float64) ** 2))))).astype(np.float32)
+    target = 10 ** (-psnr / 20)
+    for _ in range(8):
+        out = np.clip(np.round((original.astype(np.float32) / 255 + unit * target) * 255), 0, 255).astype(np.uint8)
+        got = psnr_db(out, original)
+        if not math.isfinite(got) or abs(got - psnr) < 0.1:
+            break
+        target *= 10 ** ((got - psnr) / 20)
+    return out, got
+
+
+def _survives(image: np.ndarray, codec: Codec, text: str, survive: tuple[str, ...]) -> dict[str, bool]:
+    """Per attack, "clean" first: does the payload read back (at the picture's own alignment) after it?"""
+    return {name: reveal(ATTACKS[name](image), codec, text, search=False).text == text
+            for name in ("clean", *survive)}
+
+
+def _symbol_area(qr: QRCode, h: int, w: int) -> torch.Tensor:
+    """1×1×H×W bool: the symbol and its quiet zone as placed in the picture."""
+    row, col = picture_modules((h, w), qr)
+    ys, xs = np.nonzero((row >= 0) & (col >= 0))
+    area = np.zeros((h, w), dtype=bool)
+    if ys.size:
+        pad_y = round(qr.geometry.border * (ys.max() + 1 - ys.min()) / qr.size)
+        pad_x = round(qr.geometry.border * (xs.max() + 1 - xs.min()) / qr.size)
+        area[max(0, ys.min() - pad_y):ys.max() + 1 + pad_y, max(0, xs.min() - pad_x):xs.max() + 1 + pad_x] = True
+    return torch.from_numpy(area)[None, None]
+
+
+def _refined(base: torch.Tensor, residual: torch.Tensor, code: torch.Tensor, weight: torch.Tensor, codec: Codec,
+             survive: tuple[str, ...], steps: int, first: int, check: Callable[[], None] | None) -> torch.Tensor:
+    """`refine.refine_steps` tile by tile (memory stays bounded), over the tiles that hold module centres; each
+    tile sees its neighbours' residual as context and keeps only its own part."""
+    _, _, h, w = base.shape
+    out = residual.clone()
+    lr = 0.3 * float(residual.pow(2).mean().sqrt())
+    for y0, y1, ky0, ky1 in _tiles(h):
+        for x0, x1, kx0, kx1 in _tiles(w):
+            keep = torch.zeros_like(weight[..., y0:y1, x0:x1])
+            keep[..., ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0] = weight[..., ky0:ky1, kx0:kx1]
+            if not keep.any():
+                continue
+            th, tw = y1 - y0, x1 - x0
+
+            def logits(x, th=th, tw=tw):
+                padded = torch.nn.functional.pad(x, (0, (-tw) % ALIGN, 0, (-th) % ALIGN), mode="replicate")
+                return codec.logits(padded)[..., :th, :tw]
+
+            tile = refine_steps(base[..., y0:y1, x0:x1], out[..., y0:y1, x0:x1], code[..., y0:y1, x0:x1], keep,
+                                logits, survive, steps, lr, first, check)
+            out[..., ky0:ky1, kx0:kx1] = tile[..., ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0]
+    return out
+
+
 @_one_torch_thread
 def hide(picture, qr: QRCode, psnr: float = 38.0, codec: Codec | None = None,
-         check: Callable[[], None] | None = None) -> Hidden:
-    """The picture (any size, uint8 or float RGB) with `qr` drawn invisibly over it at its geometry's placement.
+         check: Callable[[], None] | None = None, survive: tuple[str, ...] | str = ("jpeg90",), steps: int = STEPS,
+         progress: Callable[[int, int], None] | None = None) -> Hidden:
+    """The picture (any size, uint8 or float RGB) with `qr` drawn invisibly over it at its geometry's placement,
+    at `psnr` dB on the saved 8-bit picture.
 
-    The residual is rescaled until the saved 8-bit picture is within 0.1 dB of `psnr` (clipping at black and
-    white removes some of it, rounding adds some)."""
+    The encoder's residual is checked: the payload must read back from the saved picture and after each attack
+    in `survive` (names of `attacks.ATTACKS`). Until it does, and for at most `steps` steps, the residual is
+    refined on this picture (`refine`) and checked again every few steps; the picture that survives most is kept.
+    `check` runs before each tile and step (a host's interrupt check raises there); `progress(done, steps)` after
+    each step."""
     if not (isinstance(psnr, (int, float)) and PSNR_RANGE[0] <= psnr <= PSNR_RANGE[1]):
         raise QRInputError(f"psnr must be between {PSNR_RANGE[0]:g} and {PSNR_RANGE[1]:g} dB, got {psnr!r}")
+    if not (isinstance(steps, int) and steps >= 0):
+        raise QRInputError(f"steps must be a whole number ≥ 0, got {steps!r}")
+    survive = attack_names(survive)
     require_geometry(qr)
     codec = codec or load_codec()
     rgb = to_float_rgb(picture)
@@ -108,16 +189,23 @@ def hide(picture, qr: QRCode, psnr: float = 38.0, codec: Codec | None = None,
         grey = codec.kind == "carrier"   # its encoder makes one plane, added to R, G and B alike
         raw = _tiled(lambda t: codec.encoder(t[:, :3], t[:, 3:]), torch.cat([base, code], dim=1), 1 if grey else 3,
                      check)
-    unit = (raw[0].permute(1, 2, 0).numpy() / max(1e-12, float(raw.pow(2).mean().sqrt()))).astype(np.float32)
-    target = 10 ** (-psnr / 20)
-    out = original
-    for _ in range(8):
-        out = np.clip(np.round((original.astype(np.float32) / 255 + unit * target) * 255), 0, 255).astype(np.uint8)
-        got = psnr_db(out, original)
-        if not math.isfinite(got) or abs(got - psnr) < 0.1:
-            break
-        target *= 10 ** ((got - psnr) / 20)
-    return Hidden(out, (out.astype(np.float32) - original) / 255, got, ssim(out, original))
+    residual = raw.clone() * (10 ** (-psnr / 20) / max(1e-12, float(raw.pow(2).mean().sqrt())))
+    out, got = _saved(original, residual, psnr)
+    survives = _survives(out, codec, qr.text, survive)
+    best, done = (sum(survives.values()), out, got, survives), 0
+    weight = centre_weight(code, _symbol_area(qr, h, w)) if steps and not all(survives.values()) else None
+    while weight is not None and done < steps and not all(survives.values()):
+        n = min(ROUND, steps - done)
+        residual = _refined(base, residual, code, weight, codec, survive, n, done, check)
+        done += n
+        if progress is not None:
+            progress(done, steps)
+        out, got = _saved(original, residual, psnr)
+        survives = _survives(out, codec, qr.text, survive)
+        if sum(survives.values()) > best[0]:
+            best = (sum(survives.values()), out, got, survives)
+    _, out, got, survives = best
+    return Hidden(out, (out.astype(np.float32) - original) / 255, got, ssim(out, original), survives, done)
 
 
 @_one_torch_thread

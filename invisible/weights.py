@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from ..qr.errors import QRInputError
 from .codec import Codec
 from .nets import MODELS
@@ -43,11 +45,12 @@ def load_codec(path: Path | str | None = None) -> Codec:
         if meta.get("format") != FORMAT or meta.get("kind") not in MODELS:
             raise QRInputError(f"{path.name} is not an aesthetic-qr invisible-QR model (its metadata says "
                                f"format={meta.get('format')!r}, kind={meta.get('kind')!r})")
-        codec = Codec.new(meta["kind"])
-        try:
-            codec.load_state_dict(state)
-        except RuntimeError as exc:
-            raise QRInputError(f"{path.name} does not fit the {meta['kind']} model: "
-                               f"{str(exc).splitlines()[0]}") from None
+        with torch.inference_mode(False):   # normal tensors, so hiding can take gradients through the decoder
+            codec = Codec.new(meta["kind"])
+            try:
+                codec.load_state_dict({k: v.clone() for k, v in state.items()})
+            except RuntimeError as exc:
+                raise QRInputError(f"{path.name} does not fit the {meta['kind']} model: "
+                                   f"{str(exc).splitlines()[0]}") from None
         _cache[key] = codec.train(False)
     return _cache[key]

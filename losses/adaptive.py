@@ -22,6 +22,8 @@ Where we depart, and why:
   modules of roughly 22–27 px).
 * ``reduction="sum"`` is eq. 11; ``"mean"`` divides by n² so the value does not grow with the version.
 * Without a blueprint, I_b defaults to the ideal code (0 on dark modules, 1 on light ones).
+* ``budget`` (ours, off by default) spends the error correction (`budget.spent_modules`): per RS block up to
+  ⌊b·t⌋ codewords whose modules read wrong at ½ are left out of the sum, those with the largest s_j first.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ import numpy as np
 import torch
 
 from ..qr.code import Geometry, QRCode
+from .budget import spent_modules
 from .grid import gaussian_weights, geometry_of, module_target, symbol_blocks
 from .options import configured
-from .srl import luma_plane
+from .srl import luma_plane, wrong_modules
 
 ERRORS = ("pixel_sq", "pixel_abs", "sampled_sq")
 @dataclass(frozen=True)
@@ -47,8 +50,11 @@ class AdaptiveConfig:
     kernel_norm: str = "peak"
     error: str = "pixel_sq"
     reduction: str = "sum"
+    budget: float = 0.0     # ours: share of each RS block's t left wrong (`budget.spent_modules`)
 
     def __post_init__(self):
+        if not 0.0 <= self.budget <= 1.0:
+            raise ValueError(f"budget must be in [0, 1], got {self.budget!r}")
         if self.error not in ERRORS:
             raise ValueError(f"error {self.error!r} is not one of {ERRORS}")
         if self.reduction not in ("sum", "mean"):
@@ -141,6 +147,9 @@ def adaptive_code_loss(image: torch.Tensor, qr: QRCode, target=None, face=None,
         err = diff ** 2 if cfg.error == "pixel_sq" else diff.abs()
         term = (err * kernel).sum((-2, -1)) / area
     per_module = weight * term
+    if cfg.budget > 0:   # modules read at ½ against the code's bits: what a decoder would get wrong
+        wrong = wrong_modules(image, qr, geometry=geo, band=(0.5, 0.5))
+        per_module = per_module * ~spent_modules(wrong, term, qr, cfg.budget)
     loss = per_module.sum((-2, -1))
     if cfg.reduction == "mean":
         loss = loss / float(n * n)

@@ -22,6 +22,9 @@ For every module M_k of the code (quiet zone excluded; the grid comes from the c
 5. reduction: ``"wrong"`` (paper): Σ_k φ_k·w_k·Ẽ_k / max(1, Σ_k φ_k), the mean over the modules that read wrong;
    ``"all"`` (public code): Σ_k φ_k·w_k·Ẽ_k / n².
 
+Ours, off by default: ``budget`` b > 0 spends the error correction (`budget.spent_modules`): per RS block up to
+⌊b·t⌋ wrong codewords, those with the largest Ẽ, leave φ (no loss, no gradient).
+
 Where we depart from the public code (jwliao1209/DiffQRCoder): paper threshold instead of the 0.45/0.65 band,
 module-size-scaled σ instead of a fixed 1.5 px, mean over wrong modules instead of over all, and the optional
 weight w_k = ``function_weight`` on function-pattern modules (``qr.function_mask``; 1 = paper and code; an
@@ -35,6 +38,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..qr.code import Geometry, QRCode
+from .budget import spent_modules
 from .grid import (
     centre_mask,
     gaussian_weights,
@@ -75,6 +79,7 @@ class SRLConfig:
     centre_fraction: float = 1 / 3            # side of the sub-module the early-stop mask reads
     reduction: str = "wrong"                  # "wrong" (paper) | "all" (public code)
     function_weight: float = 1.0              # ×w on function-pattern modules (Prooftag used 4)
+    budget: float = 0.0                       # share of each RS block's t left wrong (`budget.spent_modules`)
 
     def __post_init__(self):
         if self.sigma_mode not in SIGMA_MODES:
@@ -83,6 +88,8 @@ class SRLConfig:
             raise ValueError(f"reduction {self.reduction!r} is not one of {REDUCTIONS}")
         if len(self.band) != 2:
             raise ValueError(f"band must be (lo, hi), got {self.band!r}")
+        if not 0.0 <= self.budget <= 1.0:
+            raise ValueError(f"budget must be in [0, 1], got {self.budget!r}")
 
     @classmethod
     def public_code(cls, **overrides) -> SRLConfig:
@@ -150,6 +157,8 @@ def srl(image: torch.Tensor, qr: QRCode, config: SRLConfig | None = None, *, geo
     kernel = cfg.kernel(geo.module_px, image.device, image.dtype)
     sampled = (err * kernel).sum((-2, -1))                               # B×n×n
     wrong = _wrong(blocks, qr, geo, cfg)
+    if cfg.budget > 0:
+        wrong = wrong & ~spent_modules(wrong, sampled, qr, cfg.budget)
     weights = module_weights(qr, cfg.function_weight, image.device, image.dtype)
     if module_weight is not None:
         weights = weights * module_weight.to(image.device, image.dtype)

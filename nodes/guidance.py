@@ -35,6 +35,15 @@ SRL_VARIANT_TOOLTIP = ("paper_margin: the paper's SRL (σ scaled with the module
                        "public_code: DiffQRCoder's released code (that band, σ 1.5 px, mean over all modules).")
 
 
+def error_budget_input() -> io.Float.Input:
+    """The code loss's error-correction budget (`losses.budget`), shared by Scan Guidance and Latent Refine."""
+    return io.Float.Input("error_budget", default=0.0, min=0.0, max=1.0, step=0.05, optional=True,
+                          tooltip="Spend the error correction on the picture: per RS block, up to this share of "
+                                  "the codewords it can correct may stay wrong (the costliest to fix), and their "
+                                  "modules get no code-loss gradient. 0 = off (the papers' losses); 0.75 leaves a "
+                                  "quarter of each block as spare for the camera, as AQR_Art does.")
+
+
 class AQRScanGuidance(AQRNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -93,6 +102,7 @@ class AQRScanGuidance(AQRNode):
                 io.Combo.Input("vgg_model", options=vgg_choices(), default="none", optional=True,
                                tooltip=f"VGG16 weights in ComfyUI/models/{VGG_FOLDER}/ for DiffQRCoder's "
                                        f"perceptual term; none uses SSIM + L2."),
+                error_budget_input(),
             ],
             outputs=[
                 io.Model.Output(display_name="model", tooltip="The guided model: use it in the sampler."),
@@ -104,7 +114,7 @@ class AQRScanGuidance(AQRNode):
     @classmethod
     def execute(cls, model, vae, qr_code, mode, code_scale, perceptual_scale, start_percent, end_percent, ecc_gate,
                 srl_variant, function_weight, decoder_precision, gradient_checkpointing, reference=None,
-                face_mask=None, face_code_weight=0.25, vgg_model="none") -> io.NodeOutput:
+                face_mask=None, face_code_weight=0.25, vgg_model="none", error_budget=0.0) -> io.NodeOutput:
         require_code_geometry("AQR_ScanGuidance", qr_code)
         if start_percent > end_percent:
             raise ValueError(f"AQR_ScanGuidance: start_percent ({start_percent}) is after end_percent "
@@ -112,7 +122,7 @@ class AQRScanGuidance(AQRNode):
         require_vae_weights("AQR_ScanGuidance", vae)
         require_code_aspect("AQR_ScanGuidance", qr_code, reference=reference, face_mask=face_mask)
         config = GuidanceConfig(code_scale=code_scale, perceptual_scale=perceptual_scale,
-                                srl=srl_config(srl_variant, function_weight=function_weight),
+                                srl=srl_config(srl_variant, function_weight=function_weight, budget=error_budget),
                                 face_code_weight=face_code_weight, gate=ecc_gate)
         with torch.inference_mode(False):  # everything the hooks capture must be an ordinary tensor
             ref = None if reference is None else reference.clone().movedim(-1, 1)[:, :3]

@@ -9,7 +9,9 @@ import folder_paths
 import numpy as np
 from comfy_api.latest import io, ui
 
+from ..invisible.attacks import ATTACKS
 from ..invisible.hide import PSNR_RANGE, QUIET_ZONE, hide, reveal
+from ..invisible.refine import STEPS
 from ..invisible.weights import SHIPPED, load_codec
 from ..qr import encode
 from ..qr.render import picture_geometry
@@ -70,6 +72,13 @@ class AQRHideCode(AQRNode):
                                tooltip="PSNR of the result to the picture, in dB: higher = more invisible, less "
                                        "robust. 32 survives JPEG 75, blur σ 1 and half size."),
                 weights_input(),
+                io.String.Input("survive", optional=True, default="jpeg90",
+                                tooltip="Comma-separated attacks the payload must read back after, checked with the "
+                                        f"real codecs on the result, from: {', '.join(ATTACKS)} (the clean "
+                                        f"picture is always checked). E.g. jpeg75,blur1,resize0.5 at 32 dB."),
+                io.Int.Input("steps", optional=True, default=STEPS, min=0, max=500,
+                             tooltip="Most refinement steps on each picture until it survives them (about 0.4 s "
+                                     "each at 512²); it stops as soon as it does. 0: the encoder's residual alone."),
             ],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="The picture with the code hidden in it, its own "
@@ -81,25 +90,31 @@ class AQRHideCode(AQRNode):
                                   tooltip="The code as hidden, its geometry placed in the picture: for AQR_Verify "
                                           "on QR Reveal Code's image."),
                 io.String.Output(display_name="report", tooltip="Per image: PSNR and SSIM to the picture, version, "
-                                                                "level, module size."),
+                                                                "level, module size, and which attacks it reads "
+                                                                "back after."),
             ],
         )
 
     @classmethod
-    def execute(cls, image, text, psnr, weights, qr_code=None) -> io.NodeOutput:
+    def execute(cls, image, text, psnr, weights, survive="jpeg90", steps=STEPS, qr_code=None) -> io.NodeOutput:
         source = code_or_text(qr_code, text, "AQR_HideCode", module_px=None, border=QUIET_ZONE, multiple=1)
         pictures = image_batch_to_numpy(image)
         qr = source.qr or encode(source.text, version=source.version, ecl=source.ecl)
         qr = qr.with_geometry(picture_geometry(qr.size, source.border, pictures[0].shape[:2]))
-        bar = comfy.utils.ProgressBar(len(pictures))
+        ticks = steps + 1   # per picture: the encoder's pass, then each refinement step
+        bar = comfy.utils.ProgressBar(len(pictures) * ticks)
         hidden, lines = [], []
         codec = codec_for(weights)
         for i, picture in enumerate(pictures):
-            result = hide(picture, qr, psnr, codec, check=interrupted)
+            def progress(done, _, first=i * ticks + 1):
+                bar.update_absolute(first + done, len(pictures) * ticks)
+
+            result = hide(picture, qr, psnr, codec, check=interrupted, survive=survive, steps=steps,
+                          progress=progress)
             hidden.append(result)
             lines.append(f"PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f}, v{qr.version}-{qr.ecl}, "
-                         f"{qr.geometry.module_px} px modules")
-            bar.update_absolute(i + 1, len(pictures))
+                         f"{qr.geometry.module_px} px modules; {result.verdict}; {result.steps} refinement steps")
+            bar.update_absolute((i + 1) * ticks, len(pictures) * ticks)
         out = numpy_to_image([h.image.astype(np.float32) / 255 for h in hidden])
         residual = numpy_to_image([np.clip(0.5 + RESIDUAL_GAIN * h.residual, 0, 1) for h in hidden])
         report = per_item(lines)

@@ -12,10 +12,11 @@ from PIL import Image
 from ..diffusion.decoder import decoder_for
 from ..diffusion.guidance import batch_item
 from ..diffusion.latent_refine import DEFAULTS, METHODS, LatentRefineConfig, idse_start, refine_latent
+from ..losses.adaptive import AdaptiveConfig
 from ..losses.srl import VARIANTS as SRL_VARIANTS
 from ..losses.srl import srl_variant as srl_config
 from ..qr.pixels import to_uint8
-from .guidance import SRL_VARIANT_TOOLTIP
+from .guidance import SRL_VARIANT_TOOLTIP, error_budget_input
 from .inputs import AQRNode, require_code_aspect, require_code_geometry, require_vae_weights
 from .perceptual import VGG_FOLDER, vgg_choices, vgg_for_node
 from .tensors import image_batch_to_numpy, numpy_to_image
@@ -80,6 +81,7 @@ class AQRLatentRefine(AQRNode):
                 io.Combo.Input("vgg_model", options=vgg_choices(), default="none", optional=True,
                                tooltip=f"Weights in ComfyUI/models/{VGG_FOLDER}/: VGG16 for sr_mpgd's LPIPS, "
                                        f"VGG19 for idse's content loss; none uses SSIM + L2."),
+                error_budget_input(),
             ],
             outputs=[
                 io.Latent.Output(display_name="samples", tooltip="The refined latent (the best iterate)."),
@@ -92,7 +94,7 @@ class AQRLatentRefine(AQRNode):
     @classmethod
     def execute(cls, samples, vae, qr_code, method, iterations, step, fidelity_weight, check_every, srl_variant,
                 margin, marker_lambda, reference=None, blueprint=None, face_mask=None,
-                vgg_model="none") -> io.NodeOutput:
+                vgg_model="none", error_budget=0.0) -> io.NodeOutput:
         require_code_geometry("AQR_LatentRefine", qr_code)
         require_vae_weights("AQR_LatentRefine", vae)
         require_code_aspect("AQR_LatentRefine", qr_code, reference=reference, blueprint=blueprint,
@@ -101,9 +103,12 @@ class AQRLatentRefine(AQRNode):
         if latents.dim() != 4:
             raise ValueError(f"AQR_LatentRefine: expected an image latent [batch, channels, h, w], got "
                              f"{tuple(latents.shape)} (video latents are not supported)")
+        t = qr_code.correctable()   # the budget never eats the margin the stop rule asks for
+        budget = min(error_budget, max(0, t - margin) / t) if t else 0.0
         config = LatentRefineConfig(method=method, iterations=iterations or None, step=step or None,
                                     fidelity_weight=None if fidelity_weight < 0 else fidelity_weight,
-                                    check_every=check_every, margin=margin, srl=srl_config(srl_variant))
+                                    check_every=check_every, margin=margin,
+                                    srl=srl_config(srl_variant, budget=budget), adaptive=AdaptiveConfig(budget=budget))
         total = int(config.resolved("iterations"))
         bar = comfy.utils.ProgressBar(total * latents.shape[0])
         device = vae.device

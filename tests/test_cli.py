@@ -147,7 +147,8 @@ def test_hide_and_reveal_round_trip_with_the_shipped_weights(tmp_path):
     proc = run("hide", "--text", TEXT, "--image", str(picture), "--out", str(out), "--json")
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
-    assert {"psnr", "ssim", "version", "ecl", "out", "seconds"} <= set(info)
+    assert {"pass", "psnr", "ssim", "version", "ecl", "survives", "steps", "out", "seconds"} <= set(info)
+    assert info["pass"] is True and info["survives"] == {"clean": True, "jpeg90": True}
     assert abs(info["psnr"] - 38) <= 0.1 and 0.8 < info["ssim"] < 1 and info["ecl"] == "M" and info["out"] == str(out)
     saved = load_picture(out)
     assert saved.shape == load_picture(picture).shape
@@ -162,8 +163,21 @@ def test_hide_and_reveal_round_trip_with_the_shipped_weights(tmp_path):
     proc = run("reveal", str(out), "--expect", "something else", "--json")
     assert proc.returncode == 1 and json.loads(proc.stdout)["match"] is False
 
-    proc = run("hide", "--text", TEXT, "--image", str(picture), "--out", str(out), "--psnr", "32", "--json")
+    proc = run("hide", "--text", TEXT, "--image", str(picture), "--out", str(out), "--psnr", "32",
+               "--survive", "jpeg75,blur1,resize0.5", "--json")
     assert proc.returncode == 0 and abs(json.loads(proc.stdout)["psnr"] - 32) <= 0.1, proc.stderr
+    assert list(json.loads(proc.stdout)["survives"]) == ["clean", "jpeg75", "blur1", "resize0.5"]
+
+
+def test_hide_exits_1_and_keeps_the_picture_when_the_code_does_not_survive(tmp_path):
+    weights = untrained_weights(tmp_path / "untrained.safetensors")
+    picture, out = tmp_path / "pic.png", tmp_path / "hidden.png"
+    Image.fromarray((np.random.default_rng(0).random((96, 96, 3)) * 255).astype(np.uint8)).save(picture)
+    proc = run("hide", "--text", "x", "--image", str(picture), "--out", str(out), "--weights", str(weights),
+               "--steps", "5")
+    assert proc.returncode == 1 and out.is_file(), proc.stderr
+    assert proc.stdout.startswith("FAIL: ") and "does NOT read back after clean, jpeg90" in proc.stdout
+    assert "; 5 refinement steps" in proc.stdout
 
 
 def test_reveal_finds_nothing_and_exits_1(tmp_path):

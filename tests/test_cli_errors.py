@@ -83,6 +83,10 @@ for name, out in OUT_CASES.items():
 HIDE = ["hide", "--text", "x", "--image", "{pic}", "--out", "{out}/o.png", "--weights", "{dir}/untrained.safetensors"]
 for value in ("70", "19.5", "nan", "inf", "abc", ""):
     CASES[f"hide --psnr {value!r}"] = ([*HIDE, "--psnr", value], "--psnr")
+for value in ("jpeg91", "jpeg90,blur2"):
+    CASES[f"hide --survive {value!r}"] = ([*HIDE, "--survive", value], "unknown attack")
+for value in ("-1", "1.5", "abc"):
+    CASES[f"hide --steps {value!r}"] = ([*HIDE, "--steps", value], "--steps")
 CASES.update({
     "hide no picture": ([*HIDE[:4], "{dir}/missing.png", *HIDE[5:]], "missing.png"),
     "hide picture too small for the code": ([*HIDE[:2], "https://example.com", *HIDE[3:]], "too small"),

@@ -11,11 +11,12 @@ from PIL import Image
 from skimage import data
 
 from aesthetic_qr.invisible import hide as hide_module
-from aesthetic_qr.invisible.attacks import ATTACKS, psnr
+from aesthetic_qr.invisible.attacks import ATTACKS, attack_names, psnr
 from aesthetic_qr.invisible.codec import Codec, code_plane, scale_to_psnr
 from aesthetic_qr.invisible.hide import hide, restore, reveal
 from aesthetic_qr.invisible.nets import carriers, phase_weights
 from aesthetic_qr.invisible.noise import NoiseLayer, jpeg, quantise_8bit
+from aesthetic_qr.invisible.refine import stand_in
 from aesthetic_qr.invisible.train import code_planes, code_pool
 from aesthetic_qr.invisible.weights import SHIPPED, load_codec, save_codec
 from aesthetic_qr.qr import QRInputError, encode
@@ -36,11 +37,12 @@ def code():
 
 
 def _photo(name: str, side: int = 512) -> np.ndarray:
-    img = getattr(data, name)()[..., :3]
+    img = getattr(data, name)()
+    img = np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img[..., :3]
     h, w = img.shape[:2]
     s = min(h, w)
     crop = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-    return np.asarray(Image.fromarray(crop).resize((side, side), Image.LANCZOS))
+    return np.array(Image.fromarray(crop).resize((side, side), Image.LANCZOS))
 
 
 # ------------------------------------------------------------------------------------------- training pieces
@@ -144,6 +146,10 @@ def test_hide_refuses_bad_input(code):
         hide(pic, code, float("nan"))
     with pytest.raises(QRInputError, match="geometry"):
         hide(pic, encode(TEXT), 38.0)
+    with pytest.raises(QRInputError, match="steps must be a whole number"):
+        hide(pic, code, 38.0, steps=-1)
+    with pytest.raises(QRInputError, match="unknown attack 'blur2'"):
+        hide(pic, code, 38.0, survive="blur2")
 
 
 def test_tiles_give_the_same_result_as_one_pass(code, monkeypatch):
@@ -166,6 +172,79 @@ def test_payload_comes_back_from_a_picture_never_trained_on(code, name):
     robust = hide(pic, code, 32.0)
     for attack in ("jpeg75", "blur1"):
         assert reveal(ATTACKS[attack](robust.image), expected=TEXT, search=False).text == TEXT, attack
+
+
+# ------------------------------------------------------------------------------------------- refinement
+
+@pytest.mark.parametrize("name", [n for n in ATTACKS if n != "clean"])
+def test_each_attack_has_a_differentiable_stand_in_close_to_it(name):
+    pic = _photo("chelsea", 128)
+    x = torch.from_numpy(pic.copy()).permute(2, 0, 1)[None].float().div(255).requires_grad_(True)
+    out = stand_in(name)(x)
+    approx = np.round(out[0].detach().clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    real = ATTACKS[name](pic)
+    assert psnr(approx, real) > 33 and psnr(approx, real) > psnr(pic, real) + 2, name
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_attack_names_are_read_from_a_list_or_a_comma_string():
+    assert attack_names("jpeg75, blur1,,jpeg75") == ("jpeg75", "blur1")
+    assert attack_names(["clean", "resize0.5"]) == ("resize0.5",)
+    assert attack_names("") == ()
+    with pytest.raises(QRInputError, match=r"unknown attack 'jpeg91' to survive: choose from clean, jpeg90"):
+        attack_names("jpeg90,jpeg91")
+
+
+def test_refinement_makes_a_textured_picture_survive_what_the_encoder_alone_does_not(code):
+    """Grass at 38 dB: the encoder's residual alone does not survive JPEG 90; refinement (here under inference
+    mode, as ComfyUI runs a node) does, at the same PSNR, and what `survives` says is what the real attack gives."""
+    pic = _photo("grass")
+    alone = hide(pic, code, 38.0, steps=0)
+    assert alone.steps == 0 and not alone.passed and "does NOT read back after" in alone.verdict
+    with torch.inference_mode():
+        refined = hide(pic, code, 38.0)
+    assert refined.passed and 0 < refined.steps <= 40 and refined.verdict == "reads back after clean, jpeg90"
+    assert abs(refined.psnr - 38.0) < 0.1 and refined.ssim > 0.95
+    for name in ("clean", "jpeg90"):
+        assert reveal(ATTACKS[name](refined.image), expected=TEXT, search=False).text == TEXT, name
+        assert reveal(ATTACKS[name](alone.image), expected=TEXT, search=False).text is None or name == "clean"
+
+
+def test_weights_loaded_under_inference_mode_can_take_gradients(tmp_path):
+    """ComfyUI loads them inside inference mode; refinement needs ordinary tensors to differentiate through."""
+    path = tmp_path / "fresh.safetensors"
+    save_codec(Codec.new("carrier"), path)
+    with torch.inference_mode():
+        codec = load_codec(path)
+    assert not any(p.is_inference() for p in codec.parameters())
+
+
+def test_refinement_is_skipped_when_the_encoder_already_survives(code):
+    hidden = hide(_photo("astronaut"), code, 38.0)
+    assert hidden.steps == 0 and hidden.survives == {"clean": True, "jpeg90": True}
+
+
+def test_refinement_in_tiles_stops_on_an_interrupt_and_moves_the_decoder(code, monkeypatch):
+    """Tile by tile (a small TILE): a few steps raise the decoder's margin on the module centres; the interrupt
+    check runs inside the loop."""
+    pic = _photo("gravel", 384)
+    monkeypatch.setattr(hide_module, "TILE", 128)
+    alone = hide(pic, code, 40.0, steps=0, survive="jpeg50")
+    refined = hide(pic, code, 40.0, steps=5, survive="jpeg50")
+    assert refined.steps == 5 and abs(refined.psnr - 40.0) < 0.1
+    plane = code_plane(code, 384, 384)
+    gain = [float(np.mean(np.minimum(restore(h.image) * plane, 4))) for h in (alone, refined)]
+    assert gain[1] > gain[0] + 0.5, gain
+    calls = []
+
+    def interrupt():
+        calls.append(1)
+        if len(calls) > 12:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        hide(pic, code, 40.0, steps=40, survive="jpeg50", check=interrupt)
 
 
 def test_a_cropped_picture_is_found_by_the_shift_search(code):

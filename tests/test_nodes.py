@@ -753,6 +753,21 @@ def test_latent_refine_refines_through_the_vae(comfy_nodes, tiny_model, guide_co
     assert progress and progress[-1] == (3, 3)
 
 
+def test_error_budget_reaches_the_code_loss_of_refine_and_guidance(comfy_nodes, tiny_model, guide_code, guided):
+    """On a random VAE almost every codeword reads wrong, so spending 2 of the 3 per block (v1-L; the margin of 1
+    is kept) changes the gradient: the refined latent and the guided sample move differently. What the budget
+    does to the loss is tests/test_budget.py's."""
+    model, vae = tiny_model
+    samples = {"samples": guided.plain}
+    refined = [run(comfy_nodes, "AQR_LatentRefine", samples=samples, vae=vae, qr_code=guide_code, iterations=3,
+                   check_every=3, error_budget=budget).args[0]["samples"] for budget in (0.0, 0.75)]
+    assert all(torch.isfinite(r).all() for r in refined) and not torch.allclose(*refined)
+    patched, _ = run(comfy_nodes, "AQR_ScanGuidance", model=model, vae=vae, qr_code=guide_code, mode="x0",
+                     start_percent=0.5, end_percent=1.0, ecc_gate=False, error_budget=0.75).args
+    latent = _sample(patched, guide_code.geometry.image_size[0])
+    assert torch.isfinite(latent).all() and not torch.allclose(latent, guided.latent)
+
+
 def test_latent_refine_rejects_video_latents(comfy_nodes, tiny_model, guide_code):
     _, vae = tiny_model
     video = {"samples": torch.zeros(1, 4, 2, 13, 13)}
@@ -830,7 +845,8 @@ def test_hide_and_reveal_wiring_on_untrained_weights(comfy_nodes, weights_folder
     assert weights.options == ["shipped", "corrupt.safetensors", "untrained.safetensors"]
     pictures = torch.from_numpy(np.stack([_picture(200)[34:166], _picture(200)[::-1, ::-1][34:166].copy()]))
     progress.clear()
-    out = run(comfy_nodes, "AQR_HideCode", image=pictures, text=TEXT, psnr=36.0, weights="untrained.safetensors")
+    out = run(comfy_nodes, "AQR_HideCode", image=pictures, text=TEXT, psnr=36.0, weights="untrained.safetensors",
+              steps=5)
     hidden, residual, qr, report = out.args
     assert hidden.shape == residual.shape == pictures.shape == (2, 132, 200, 3)
     assert torch.equal((hidden * 255).round(), hidden * 255)               # 8-bit values, as saved
@@ -841,8 +857,12 @@ def test_hide_and_reveal_wiring_on_untrained_weights(comfy_nodes, weights_folder
     lines = report.splitlines()
     assert len(lines) == 2 and lines[1].startswith("image 1: PSNR ") and f"v{qr.version}-M" in lines[1]
     assert all(abs(float(re.search(r"PSNR ([\d.]+) dB", line)[1]) - 36) <= 0.1 for line in lines), lines
+    # nothing reads on untrained weights: every refinement step is spent, and the report says it failed
+    assert all(line.endswith("does NOT read back after clean, jpeg90 (more steps or a lower PSNR); 5 refinement "
+                             "steps") for line in lines), lines
     assert out.ui["text"] == (report,) and all(p.is_file() for p in saved_previews(comfy_nodes, out.ui))
-    assert progress[-1] == (2, 2)
+    values = [value for value, _ in progress]
+    assert values == sorted(values) and 6 in values and progress[-1] == (12, 12)   # 2 × (encoder + 5 steps)
 
     # a connected code without geometry is drawn with the default quiet zone, its matrix kept
     placed = run(comfy_nodes, "AQR_HideCode", image=pictures[:1], qr_code=no_geometry,
@@ -862,6 +882,8 @@ def test_hide_and_reveal_wiring_on_untrained_weights(comfy_nodes, weights_folder
     ("AQR_HideCode", {"image": torch.zeros(1, 40, 64, 3)}, "AQR_HideCode: the picture (64×40) is too small for a "
      "code 33 modules wide with its quiet zone: give one at least 66 px on its shorter side (2 px per module)"),
     ("AQR_HideCode", {"text": ""}, "AQR_HideCode: connect a QR_CODE or type the text to encode"),
+    ("AQR_HideCode", {"survive": "jpeg90,jpeg91"}, "AQR_HideCode: unknown attack 'jpeg91' to survive: choose from "
+     "clean, jpeg90, jpeg75"),
     ("AQR_RevealCode", {"weights": "corrupt.safetensors"},
      "AQR_RevealCode: corrupt.safetensors is not a readable safetensors file"),
 ])
@@ -905,3 +927,16 @@ def test_hidden_code_is_revealed_and_verifies_with_the_shipped_weights(comfy_nod
     passed, verdict, _ = run(comfy_nodes, "AQR_Verify", image=code_image, qr_code=qr).args
     assert passed is True and verdict.startswith("PASS"), verdict
     assert re.search(r"RS blocks: .* worst margin \d+ ", verdict), verdict  # modules read where they were hidden
+
+
+def test_hide_refines_a_textured_picture_until_it_survives_jpeg(comfy_nodes):
+    """Grass, where the encoder alone does not survive JPEG 90: the node (under ComfyUI's inference mode) refines
+    it until the real JPEG 90 reads, and says so."""
+    from aesthetic_qr.invisible.attacks import ATTACKS
+    from aesthetic_qr.invisible.hide import reveal
+
+    picture = torch.from_numpy(np.repeat(data.grass()[..., None], 3, axis=-1).astype(np.float32) / 255)[None]
+    hidden, _, _, report = run(comfy_nodes, "AQR_HideCode", image=picture, text=TEXT, survive="jpeg90").args
+    assert re.search(r"; reads back after clean, jpeg90; [1-9]\d* refinement steps$", report), report
+    saved = (hidden[0].numpy() * 255).round().astype(np.uint8)
+    assert reveal(ATTACKS["jpeg90"](saved), expected=TEXT, search=False).text == TEXT

@@ -99,6 +99,15 @@ def _float_range(lo: float, hi: float | None = None, *, open_lo: bool = False, w
 _seed = _int_range(0, MAX_SEED, "a seed")
 
 
+def _attacks(value: str) -> tuple[str, ...]:
+    from ..invisible.attacks import attack_names  # noqa: PLC0415  (cv2: imported only when hide is given --survive)
+
+    try:
+        return attack_names(value)
+    except QRInputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _psnr(value: str) -> float:
     from ..invisible.hide import PSNR_RANGE  # torch: imported only when hide is given --psnr
 
@@ -253,13 +262,16 @@ def cmd_hide(args: argparse.Namespace) -> dict:
     picture = load_image(args.image)
     qr = encode(args.text)
     qr = qr.with_geometry(picture_geometry(qr.size, QUIET_ZONE, picture.shape[:2]))
-    result = hide(picture, qr, args.psnr, codec)
+    steps = {} if args.steps is None else {"steps": args.steps}
+    result = hide(picture, qr, args.psnr, codec, survive=args.survive, **steps)
     save_image(result.image, args.out)
     seconds = time.perf_counter() - start
-    return {"psnr": round(result.psnr, 2), "ssim": round(result.ssim, 4), "version": qr.version, "ecl": qr.ecl,
-            "module_px": qr.geometry.module_px, "out": args.out, "seconds": round(seconds, 2),
-            "report": f"{args.out}: PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f} to the picture; code "
-                      f"v{qr.version}-{qr.ecl} at {qr.geometry.module_px} px a module, in {seconds:.1f} s"}
+    return {"pass": result.passed, "psnr": round(result.psnr, 2), "ssim": round(result.ssim, 4), "version": qr.version,
+            "ecl": qr.ecl, "module_px": qr.geometry.module_px, "survives": result.survives, "steps": result.steps,
+            "out": args.out, "seconds": round(seconds, 2),
+            "report": f"{'PASS' if result.passed else 'FAIL'}: {args.out}: PSNR {result.psnr:.2f} dB, SSIM "
+                      f"{result.ssim:.4f} to the picture; code v{qr.version}-{qr.ecl} at {qr.geometry.module_px} px "
+                      f"a module; {result.verdict}; {result.steps} refinement steps, {seconds:.1f} s"}
 
 
 def cmd_reveal(args: argparse.Namespace) -> dict:
@@ -651,6 +663,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--psnr", type=_psnr, default=38.0,
                    help="PSNR of the result to the picture in dB (default 38): higher is more invisible and less "
                         "robust; 32 survives JPEG 75, blur σ 1 and half size")
+    p.add_argument("--survive", type=_attacks, default=("jpeg90",), metavar="ATTACKS",
+                   help="comma-separated attacks the payload must read back after, checked with the real codecs "
+                        "(default jpeg90; e.g. jpeg75,blur1,resize0.5 at --psnr 32; an unknown name lists the "
+                        "known ones); exit 1 when it does not")
+    p.add_argument("--steps", type=_int_range(0),
+                   help="most refinement steps on this picture until it survives them (default 40, about 0.4 s "
+                        "each at 512²; 0: the encoder alone)")
     p.add_argument("--weights", type=_path, help=weights_help)
     _common(p)
     p.set_defaults(func=cmd_hide)
