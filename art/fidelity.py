@@ -55,6 +55,7 @@ from ..scan.decoders import KNOWN_DECODERS, decode
 from .artup import ArtupConfig, grayscale_stage
 from .colour import COLOUR_MODES, match_luminance
 from .follow import follow_picture
+from .texture import DARK_MAX, LIGHT_MIN, function_and_strip, squeeze
 
 __all__ = ["ArtConfig", "ArtResult", "DEFAULT_LEVELS", "art", "placement", "spend_budget", "ssim_rgb", "verify"]
 
@@ -64,6 +65,10 @@ DEFAULT_LEVELS: tuple[tuple[float, float], ...] = (
     (0.25, 0.8), (0.25, 0.85), (0.5, 0.85), (0.5, 0.9), (0.75, 0.9), (1.0, 0.9), (1.0, 0.95), (1.0, 0.98),
     (1.0, 0.995))
 COST_MODES = ("ssim", "luminance")
+# how function patterns and the quiet strip are drawn, tried in this order until the suite passes: the picture
+# squeezed into (dark max, light min) (`texture.squeeze`), firmer, then ARTUP's crisp patterns
+FUNCTION_STYLES: dict[str, tuple[float, float] | None] = {"picture": (DARK_MAX, LIGHT_MIN), "firm": (0.2, 0.65),
+                                                          "crisp": None}
 CAMERA_BLUR_PER_MODULE = 0.003   # ARTUP's auto camera blur, per module across the code and its strip
 _CONTEXT_MODULES = 3             # picture kept around the strip for the threshold model's window
 
@@ -82,6 +87,7 @@ class ArtConfig:
     fast_cost: bool = True                         # price modules with a 1-iteration stage without the camera pass
     code_scale: float = 1.0                        # share of the shorter side the code and its strip take
     quiet_width: float = 1.0                       # light strip around the symbol, modules
+    function_style: str = "picture"                # the first of FUNCTION_STYLES tried
     iterations: int = 4                            # ARTUP's threshold re-estimations
     camera_ssr: float = 0.95                       # the SSR every decoder must reach over the suite
     decoders: tuple[str, ...] = ("zxing", "wechat")
@@ -109,6 +115,8 @@ class ArtConfig:
         for name in ("escalate", "budget", "fast_cost"):
             if not isinstance(getattr(self, name), bool):
                 raise QRInputError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.function_style not in FUNCTION_STYLES:
+            raise QRInputError(f"function_style {self.function_style!r} is not one of {', '.join(FUNCTION_STYLES)}")
         if self.cost not in COST_MODES:
             raise QRInputError(f"cost {self.cost!r} is not one of {', '.join(COST_MODES)}")
         if not _number(self.code_scale) or not 0.0 < self.code_scale <= 1.0:
@@ -145,6 +153,7 @@ class ArtResult:
     clean: dict[str, bool]           # strict clean decode per decoder
     seconds: float
     robustness: int                  # the level the result was made at
+    function_style: str              # how its function patterns and strip were drawn (`FUNCTION_STYLES`)
     spare_share: float
     p_min: float
     errors_per_block: list[int]      # codewords per block deliberately left as the picture
@@ -164,8 +173,9 @@ class ArtResult:
                 "origin": list(self.qr.geometry.origin), "errors_per_block": list(self.errors_per_block),
                 "margin": list(self.margin), "correctable": int(self.correctable),
                 "read_errors_per_block": list(self.read_errors_per_block),
-                "robustness": int(self.robustness), "spare_share": float(self.spare_share),
-                "p_min": float(self.p_min), "failures": self.failures, "attempts": self.attempts}
+                "robustness": int(self.robustness), "function_style": self.function_style,
+                "spare_share": float(self.spare_share), "p_min": float(self.p_min), "failures": self.failures,
+                "attempts": self.attempts}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -299,9 +309,10 @@ def _plan(src: np.ndarray, cand: _Candidate, spare_share: float, p_min: float, c
             "predicted": float(_ssim_map(y0, proxy).mean())}
 
 
-def _draw(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, plan: dict, cfg: ArtConfig) -> np.ndarray:
-    """The spent pass (p_min 0 on the kept modules, the cost pass's quiet strip) and the colour stage: the full
-    uint8 picture."""
+def _draw(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, plan: dict, cfg: ArtConfig,
+          style: str = "crisp") -> np.ndarray:
+    """The spent pass (p_min 0 on the kept modules, the cost pass's quiet strip), the function patterns in
+    `style` (`FUNCTION_STYLES`) and the colour stage: the full uint8 picture."""
 
     qr = cand.qr_crop
     geo = qr.geometry
@@ -309,9 +320,10 @@ def _draw(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, plan: dict, cfg
     cy0, cy1, cx0, cx1 = cand.crop
     rgb = src[cy0:cy1, cx0:cx1]
     y0, g1, kept = plan["y0"], plan["g1"], plan["kept"]
-    if not kept.any():                   # nothing spent: ARTUP's grayscale stage as it is
+    g = plan.get("gray")
+    if g is None and not kept.any():     # nothing spent: ARTUP's grayscale stage as it is
         g = grayscale_stage(y0, qr, plan["base"]).gray if cfg.fast_cost else g1
-    else:
+    elif g is None:
         pm = np.full((n, n), plan["base"].p_min, np.float32)
         pm[kept] = 0.0
         # the quiet strip of the cost pass, kept (ARTUP's quiet zone takes the smallest p_min, here 0)
@@ -321,6 +333,11 @@ def _draw(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, plan: dict, cfg
         inside[yo:yo + side, x0:x0 + side] = True
         y_in = np.where(inside, y0, g1).astype(np.float32)
         g = grayscale_stage(y_in, qr, replace(plan["base"], p_min=pm, quiet_zone="picture")).gray
+    plan["gray"] = g                     # the next style at this level redraws only the function patterns
+    band = FUNCTION_STYLES[style]
+    if band is not None:
+        sel, light = function_and_strip(y0.shape, qr, cfg.quiet_width)
+        g = np.where(sel, squeeze(y0, light, *band), g)
     out = rgb.copy()
     moved = np.abs(g - y0) > 1e-6
     out[moved] = match_luminance(rgb[moved], g[moved], cfg.colour)
@@ -328,12 +345,6 @@ def _draw(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, plan: dict, cfg
     crop = full[cy0:cy1, cx0:cx1]
     crop[moved] = (np.clip(out[moved], 0, 1) * 255 + 0.5).astype(np.uint8)   # unmoved pixels: the input's bytes
     return full
-
-
-def _render(src, src_u8, cand, spare_share, p_min, cfg):
-    """(uint8 picture, kept-module mask, errors per block, spare) for one candidate at one level."""
-    plan = _plan(src, cand, spare_share, p_min, cfg)
-    return _draw(src, src_u8, cand, plan, cfg), plan["kept"], plan["counts"], plan["spare"]
 
 
 def _effective(cfg: ArtConfig, cand: _Candidate, level: int) -> tuple[int, float]:
@@ -396,37 +407,43 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
         cands = [_build_candidate(src, text, e, cfg) for e in dict.fromkeys(cfg.ecls)]
         attempts, best = [], None
         last = len(cfg.levels) if cfg.escalate else cfg.robustness + 1
+        styles = list(FUNCTION_STYLES)[list(FUNCTION_STYLES).index(cfg.function_style):]
         # best-first over (level, candidate): each candidate's next level, highest predicted SSIM first; a
-        # candidate that fails moves up one level (its predicted SSIM only falls as the level rises)
-        frontier = {i: (cfg.robustness, _plan(src, c, *cfg.levels[cfg.robustness], cfg)) for i, c in enumerate(cands)}
+        # candidate that fails tries its next function style at the same level, then moves up one level in the
+        # first style (its predicted SSIM only falls as the level rises)
+        frontier = {i: (cfg.robustness, 0, _plan(src, c, *cfg.levels[cfg.robustness], cfg))
+                    for i, c in enumerate(cands)}
         while frontier:
             if best is not None and cfg.max_seconds is not None and time.perf_counter() - t_start > cfg.max_seconds:
                 break
-            i = max(frontier, key=lambda k: frontier[k][1]["predicted"])
-            level, pl = frontier.pop(i)
+            i = max(frontier, key=lambda k: frontier[k][2]["predicted"])
+            level, style, pl = frontier.pop(i)
             c = cands[i]
-            img = _draw(src, src_u8, c, pl, cfg)
+            img = _draw(src, src_u8, c, pl, cfg, styles[style])
             s = ssim_rgb(src_u8, img)
             kept, counts, spare = pl["kept"], pl["counts"], pl["spare"]
             clean, suite, ok = verify(img, c.qr, cfg.decoders, cfg.camera_ssr)
             ssr = dict(suite.ssr) if suite is not None else {d: 0.0 for d in cfg.decoders}
-            attempts.append({"level": level, "ecl": c.ecl, "version": c.qr.version, "ssim": round(s, 4),
-                             "predicted": round(pl["predicted"], 4), "clean": clean,
-                             "ssr": {k: round(v, 3) for k, v in ssr.items()}, "pass": ok})
+            attempts.append({"level": level, "function_style": styles[style], "ecl": c.ecl,
+                             "version": c.qr.version, "ssim": round(s, 4), "predicted": round(pl["predicted"], 4),
+                             "clean": clean, "ssr": {k: round(v, 3) for k, v in ssr.items()}, "pass": ok})
             score = (ok, all(clean.values()), min(ssr.values()), s)
-            record = (score, level, s, c, img, kept, counts, spare, clean, ssr, suite)
+            record = (score, level, styles[style], s, c, img, kept, counts, spare, clean, ssr, suite)
             if best is None or score > best[0]:
                 best = record
             if progress is not None:
-                progress(len(attempts), len(cands) * (last - cfg.robustness))
+                progress(len(attempts), len(cands) * (last - cfg.robustness) * len(styles))
             if ok:
                 break
+            if style + 1 < len(styles):
+                frontier[i] = (level, style + 1, pl)
+                continue
             nxt = level + 1                  # the next level that changes something for this candidate
             while nxt < last and _effective(cfg, c, nxt) == _effective(cfg, c, level):
                 nxt += 1
             if nxt < last:
-                frontier[i] = (nxt, _plan(src, c, *cfg.levels[nxt], cfg))
-        score, level, s, c, img, kept, counts, spare, clean, ssr, suite = best
+                frontier[i] = (nxt, 0, _plan(src, c, *cfg.levels[nxt], cfg))
+        score, level, style, s, c, img, kept, counts, spare, clean, ssr, suite = best
     finally:
         torch.set_num_threads(threads)
     read = analyze(img, c.qr, heatmap=False).block_errors
@@ -434,7 +451,8 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
     share, p_min = cfg.levels[level]
     return ArtResult(
         image=img, qr=c.qr, passed=bool(score[0]), ssim=float(s), ssr=ssr, clean=clean,
-        seconds=time.perf_counter() - t_start, robustness=level, spare_share=float(share), p_min=float(p_min),
+        seconds=time.perf_counter() - t_start, robustness=level, function_style=style, spare_share=float(share),
+        p_min=float(p_min),
         errors_per_block=list(counts), margin=[t - k for k in counts], correctable=t, kept=kept,
         read_errors_per_block=list(read),
         failures={d: suite.failures(d) for d in cfg.decoders} if suite is not None else {},

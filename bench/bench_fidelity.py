@@ -17,6 +17,7 @@ large as fits (`art.fidelity.placement`, whole pixels per module); every pixel o
   art      `art` with its defaults (robustness 0, escalating until the full suite passes)
   art_rK   `art` starting at robustness level K (escalating from there)
   art_nobudget   `art` with budget=False (no codewords spent: ARTUP's stages, art's placement and verification)
+  art_crisp  `art` with ARTUP's crisp function patterns and strip only (function_style="crisp")
   art_M / art_Q / art_H   `art` with one error-correction level only
 SSIM: skimage `structural_similarity` on the whole picture, RGB, data range 255, output vs input. SSR: the full
 `run_suite` (21 camera views + 37 qr-verify presets), payload checked, per decoder. pass: strict clean decode with
@@ -126,6 +127,7 @@ METHODS = {
     "art_r2": lambda pic, text: run_art(pic, text, robustness=2),
     "art_r4": lambda pic, text: run_art(pic, text, robustness=4),
     "art_nobudget": lambda pic, text: run_art(pic, text, budget=False),
+    "art_crisp": lambda pic, text: run_art(pic, text, function_style="crisp"),
     "art_M": lambda pic, text: run_art(pic, text, ecls=("M",)),
     "art_Q": lambda pic, text: run_art(pic, text, ecls=("Q",)),
     "art_H": lambda pic, text: run_art(pic, text, ecls=("H",)),
@@ -153,7 +155,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pictures", default="", help="comma-separated skimage.data names (or file stems with --dir)")
     ap.add_argument("--dir", default="", help="use the PNG/JPEG files of this directory instead (e.g. a tuning set)")
     ap.add_argument("--payloads", default="short,long")
-    ap.add_argument("--methods", default="plain,artup,art,art_r2,art_r4,art_nobudget")
+    ap.add_argument("--methods", default="plain,artup,art,art_crisp,art_r2,art_nobudget")
     ap.add_argument("--save", default="", help="directory for PNGs and rows.json")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)

@@ -1,0 +1,43 @@
+"""Function patterns and the quiet strip drawn from the picture's own texture (issue #12, lever 3), instead of
+pasted black and white boxes.
+
+A decoder finds a code by its finders' 1:1:3:1:1 runs and reads the format and timing modules like any other, so
+those modules need the right side of a threshold, not a flat colour. qr-verify's contrast presets act as global
+cuts at luminance 0.35–0.56 (README, *Fidelity*), so dark must stay under about 0.33 and light over about 0.5. The
+squeeze maps the picture's luminance y monotonically into [0, DARK_MAX] or [LIGHT_MIN, 1] with a slope of 1 at
+the end that already reads (deep shadows stay as they are in a dark module, highlights in a light one): the
+picture's structure survives inside every module, which is what SSIM measures, where a clamp or a flat colour
+erases it. Measured on the tuning pictures: +0.04–0.08 SSIM over ARTUP's crisp patterns at the same level."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..qr.code import QRCode
+from .markers import marker_pixels
+
+DARK_MAX = 0.3    # a dark function module's brightest pixel (the global cuts start at 0.35)
+LIGHT_MIN = 0.55  # a light one's darkest (they end at 0.56; zxing's phone views want the margin)
+
+
+def squeeze(y: np.ndarray, light: np.ndarray, dark_max: float = DARK_MAX, light_min: float = LIGHT_MIN) -> np.ndarray:
+    """y (luminance in [0, 1]) pressed under `dark_max` where `light` is False and over `light_min` where True:
+    y·d / (d + (1 − d)·y) for dark, its mirror image for light (monotone, the identity's slope at 0 and 1)."""
+    y = np.clip(y, 0.0, 1.0)
+    dark = dark_max * y / (dark_max + (1 - dark_max) * y)
+    u, s = 1 - y, 1 - light_min
+    lit = 1 - s * u / (s + (1 - s) * u)
+    return np.where(light, lit, dark)
+
+
+def function_and_strip(shape: tuple[int, int], qr: QRCode, quiet_width: float) -> tuple[np.ndarray, np.ndarray]:
+    """(H×W bool selected, H×W bool light): every function-pattern module of `qr` at its geometry, plus the
+    `quiet_width`-module light strip around the symbol."""
+    selected, light = marker_pixels(shape, qr, qr.function_mask.astype(bool))
+    geo = qr.geometry
+    p, (x0, y0), side = geo.module_px, geo.origin, qr.size * geo.module_px
+    q = int(round(quiet_width * p))
+    strip = np.zeros(shape, bool)
+    strip[max(0, y0 - q):y0 + side + q, max(0, x0 - q):x0 + side + q] = True
+    strip[y0:y0 + side, x0:x0 + side] = False
+    return selected | strip, light | strip
