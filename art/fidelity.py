@@ -47,7 +47,7 @@ import numpy as np
 
 from ..qr.code import Geometry, QRCode, encode
 from ..qr.errors import QRInputError
-from ..qr.pixels import luminance, to_float_rgb
+from ..qr.pixels import luminance, ssim_map, ssim_rgb, to_float_rgb
 from ..qr.tables import ECLS
 from ..scan.analysis import analyze
 from ..scan.camera import SuiteResult, qrverify_presets, run_suite
@@ -57,7 +57,7 @@ from .colour import COLOUR_MODES, match_luminance
 from .follow import follow_picture
 from .texture import DARK_MAX, LIGHT_MIN, function_and_strip, squeeze
 
-__all__ = ["ArtConfig", "ArtResult", "DEFAULT_LEVELS", "art", "placement", "spend_budget", "ssim_rgb", "verify"]
+__all__ = ["ArtConfig", "ArtResult", "DEFAULT_LEVELS", "art", "placement", "spend_budget", "verify"]
 
 # (spare share of t, p_min), least robust first. Tuned on procedural pictures and Debian wallpapers only
 # (gnome-backgrounds, mate-backgrounds), never on the skimage pictures bench/bench_fidelity.py measures.
@@ -221,28 +221,9 @@ def _module_cost(y0: np.ndarray, g: np.ndarray, geo: Geometry, n: int, mode: str
     if mode == "luminance":
         d = (g - y0) ** 2
     else:
-        d = 1.0 - _ssim_map(y0, g)
+        d = 1.0 - ssim_map(y0, g)
     d = d[y0_:y0_ + n * p, x0:x0 + n * p]
     return d.reshape(n, p, n, p).sum(axis=(1, 3)).astype(np.float64)
-
-
-def _ssim_map(a: np.ndarray, b: np.ndarray, win: int = 7) -> np.ndarray:
-    """Luminance SSIM map (7×7 box, data range 1): the per-pixel terms skimage averages."""
-    import cv2  # noqa: PLC0415
-    k = (win, win)
-    a = a.astype(np.float32)
-    b = b.astype(np.float32)
-    ma, mb = cv2.blur(a, k), cv2.blur(b, k)
-    va, vb = cv2.blur(a * a, k) - ma * ma, cv2.blur(b * b, k) - mb * mb
-    cab = cv2.blur(a * b, k) - ma * mb
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    return ((2 * ma * mb + c1) * (2 * cab + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))
-
-
-def ssim_rgb(a: np.ndarray, b: np.ndarray) -> float:
-    """skimage's SSIM over the whole picture in RGB (uint8, data range 255)."""
-    from skimage.metrics import structural_similarity  # noqa: PLC0415
-    return float(structural_similarity(a, b, channel_axis=-1, data_range=255))
 
 
 @dataclass
@@ -306,7 +287,7 @@ def _plan(src: np.ndarray, cand: _Candidate, spare_share: float, p_min: float, c
         back[yo:yo + n * p, x0:x0 + n * p] = np.kron(kept, np.ones((p, p), bool))
         proxy = np.where(back, y0, g1)
     return {"kept": kept, "counts": counts, "spare": spare, "g1": g1, "base": base, "y0": y0,
-            "predicted": float(_ssim_map(y0, proxy).mean())}
+            "predicted": float(ssim_map(y0, proxy).mean())}
 
 
 def _draw(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, plan: dict, cfg: ArtConfig,

@@ -42,9 +42,9 @@ import torch  # noqa: E402
 from skimage import data  # noqa: E402
 
 from aesthetic_qr.art.artup import ArtupConfig, artup_until_scans  # noqa: E402
-from aesthetic_qr.art.fidelity import ArtConfig, art, placement, ssim_rgb  # noqa: E402
+from aesthetic_qr.art.fidelity import ArtConfig, art, placement  # noqa: E402
 from aesthetic_qr.qr import encode  # noqa: E402
-from aesthetic_qr.qr.pixels import load_picture  # noqa: E402
+from aesthetic_qr.qr.pixels import load_picture, ssim_rgb  # noqa: E402
 from aesthetic_qr.scan.camera import run_suite  # noqa: E402
 from aesthetic_qr.scan.decoders import decode  # noqa: E402
 

@@ -29,13 +29,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from watermark_anchors import ANCHORS, code_from_bits, codeword_bits, embed_at_psnr  # noqa: E402
 
-from aesthetic_qr.invisible.attacks import ATTACKS, ssim  # noqa: E402
+from aesthetic_qr.invisible.attacks import ATTACKS  # noqa: E402
 from aesthetic_qr.invisible.hide import hide, reveal  # noqa: E402
 from aesthetic_qr.invisible.refine import STEPS  # noqa: E402
 from aesthetic_qr.invisible.train import random_payload  # noqa: E402
 from aesthetic_qr.invisible.weights import load_codec  # noqa: E402
 from aesthetic_qr.qr import encode  # noqa: E402
-from aesthetic_qr.qr.pixels import fit, to_float_rgb  # noqa: E402
+from aesthetic_qr.qr.pixels import fit, ssim_rgb, to_float_rgb  # noqa: E402
 from aesthetic_qr.qr.render import make_geometry  # noqa: E402
 
 SKIMAGE = ("astronaut", "camera", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field",
@@ -86,7 +86,7 @@ def run_anchor(anchor, picture, qr, text, db, steps):
     ok = {name: code_from_bits(qr, emb.anchor.extract(attack(emb.picture), bits.size)) == text
           for name, attack in ATTACKS.items()}
     t2 = time.perf_counter()
-    return emb.psnr, ssim(picture, emb.picture), ok, t1 - t0, (t2 - t1) / len(ATTACKS)
+    return emb.psnr, ssim_rgb(picture, emb.picture), ok, t1 - t0, (t2 - t1) / len(ATTACKS)
 
 
 def main() -> int:

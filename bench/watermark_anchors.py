@@ -30,8 +30,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from aesthetic_qr.invisible.attacks import ATTACKS, psnr, ssim  # noqa: E402
+from aesthetic_qr.invisible.attacks import ATTACKS, psnr  # noqa: E402
 from aesthetic_qr.qr.code import QRCode, place  # noqa: E402
+from aesthetic_qr.qr.pixels import ssim_rgb  # noqa: E402
 from aesthetic_qr.qr.render import render  # noqa: E402
 from aesthetic_qr.scan.decoders import decode  # noqa: E402
 
@@ -209,7 +210,7 @@ def main() -> None:
                 cells.append(f"{'✓' if ok else '✗'}{100 * np.mean(got != bits):.0f}")
             flag = "" if emb.reached else " (not reached)"
             print(f"| {anchor.name} | {target:g} | {emb.anchor.strength:.3g} | {emb.psnr:.2f}{flag} | "
-                  f"{ssim(picture, emb.picture):.4f} | {t_search:.1f} | {' | '.join(cells)} |")
+                  f"{ssim_rgb(picture, emb.picture):.4f} | {t_search:.1f} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

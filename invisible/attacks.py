@@ -69,10 +69,3 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB between two uint8 pictures over all channels; inf when they are equal."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """skimage's SSIM in RGB, data range 255: the same number as `art.fidelity.ssim_rgb`, which is not imported
-    because that module pulls in torch."""
-    from skimage.metrics import structural_similarity  # slow to import: only when asked
-    return float(structural_similarity(a, b, channel_axis=-1, data_range=255))

@@ -14,9 +14,9 @@ import torch
 from ..qr.code import QRCode
 from ..qr.errors import QRInputError
 from ..qr.optional import opencv
-from ..qr.pixels import picture_modules, require_geometry, to_float_rgb, to_uint8
+from ..qr.pixels import picture_modules, require_geometry, ssim_rgb, to_float_rgb, to_uint8
 from ..scan.decoders import decode_gray
-from .attacks import ATTACKS, attack_names, ssim
+from .attacks import ATTACKS, attack_names
 from .attacks import psnr as psnr_db
 from .codec import Codec, code_plane
 from .nets import PERIOD
@@ -205,7 +205,7 @@ def hide(picture, qr: QRCode, psnr: float = 38.0, codec: Codec | None = None,
         if sum(survives.values()) > best[0]:
             best = (sum(survives.values()), out, got, survives)
     _, out, got, survives = best
-    return Hidden(out, (out.astype(np.float32) - original) / 255, got, ssim(out, original), survives, done)
+    return Hidden(out, (out.astype(np.float32) - original) / 255, got, ssim_rgb(out, original), survives, done)
 
 
 @_one_torch_thread

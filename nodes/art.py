@@ -7,7 +7,7 @@ import comfy.model_management
 import comfy.utils
 from comfy_api.latest import io, ui
 
-from ..art.fidelity import ArtConfig, art
+from ..art.fidelity import FUNCTION_STYLES, ArtConfig, art
 from .inputs import AQRNode, code_or_text
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType
@@ -57,6 +57,13 @@ class AQRArt(AQRNode):
                                tooltip="Start no new robustness level after this many seconds (0 = no limit); "
                                        "the best attempt so far is returned and its pass says whether it "
                                        "passed."),
+                io.Combo.Input("function_style", options=list(FUNCTION_STYLES), default=DEFAULTS.function_style,
+                               optional=True,
+                               tooltip="How the finders, timing and format modules and the light strip are drawn, "
+                                       "the first style tried at each level: picture = the picture's own texture "
+                                       "squeezed dark (≤ 0.3) or light (≥ 0.55); firm = squeezed harder (0.2 / "
+                                       "0.65); crisp = black and white. A style the camera suite refuses falls "
+                                       "back to the next at the same level."),
             ],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="The picture with the code drawn in, its own size."),
@@ -70,10 +77,11 @@ class AQRArt(AQRNode):
 
     @classmethod
     def execute(cls, image, text, error_correction, robustness, budget, code_scale, camera_ssr, max_seconds,
-                qr_code=None) -> io.NodeOutput:
+                qr_code=None, function_style=DEFAULTS.function_style) -> io.NodeOutput:
         source = code_or_text(qr_code, text, "AQR_Art", module_px=None, border=1, multiple=1)
         config = ArtConfig(ecls=LEVEL_CHOICES[error_correction], robustness=robustness, budget=budget,
-                           code_scale=code_scale, camera_ssr=camera_ssr, max_seconds=max_seconds or None)
+                           code_scale=code_scale, camera_ssr=camera_ssr, max_seconds=max_seconds or None,
+                           function_style=function_style)
         pictures = image_batch_to_numpy(image)
         bar = comfy.utils.ProgressBar(len(pictures))
         images, lines, codes, passed = [], [], [], True

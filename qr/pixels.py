@@ -25,7 +25,7 @@ from .optional import opencv
 
 __all__ = ["LUMA", "MAX_PICTURE_PIXELS", "cover_crop", "fit", "load_picture", "luminance", "module_centres",
            "module_coverage", "module_grid", "module_means", "picture_modules", "pixel_modules", "require_geometry",
-           "require_same_aspect", "symbol_pixels", "to_float_rgb", "to_gray_u8", "to_uint8"]
+           "require_same_aspect", "ssim_map", "ssim_rgb", "symbol_pixels", "to_float_rgb", "to_gray_u8", "to_uint8"]
 
 LUMA = (0.299, 0.587, 0.114)
 _LUMA = np.array(LUMA, dtype=np.float64)
@@ -91,6 +91,35 @@ def to_uint8(image) -> np.ndarray:
         return np.ascontiguousarray(a)
     f = _as_float(a) if a.ndim == 2 else to_float_rgb(a)
     return (f * np.float32(255) + np.float32(0.5)).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------- fidelity
+
+SSIM_WINDOW = 7   # skimage's default: a uniform 7×7 window, sample covariance, K1 0.01, K2 0.03
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> np.ndarray:
+    """Per-pixel SSIM of two H×W planes, exactly skimage's `structural_similarity` terms (its defaults) computed
+    with OpenCV box filters, about 2.5× faster; the borders (3 px) are what skimage leaves out of its mean."""
+    cv2 = opencv()
+    k, n = (SSIM_WINDOW, SSIM_WINDOW), SSIM_WINDOW * SSIM_WINDOW
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    ma, mb = cv2.blur(a, k), cv2.blur(b, k)
+    cov = n / (n - 1)
+    va, vb = cov * (cv2.blur(a * a, k) - ma * ma), cov * (cv2.blur(b * b, k) - mb * mb)
+    vab = cov * (cv2.blur(a * b, k) - ma * mb)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    return ((2 * ma * mb + c1) * (2 * vab + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))
+
+
+def ssim_rgb(a: np.ndarray, b: np.ndarray) -> float:
+    """skimage's SSIM of two uint8 RGB pictures (data range 255, mean over the channels): the number every report
+    and benchmark of the pack gives."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim != 3:
+        raise QRInputError(f"SSIM needs two H×W×3 pictures of one size, got {a.shape} and {b.shape}")
+    r = (SSIM_WINDOW - 1) // 2
+    return float(np.mean([ssim_map(a[..., c], b[..., c], 255.0)[r:-r, r:-r].mean() for c in range(a.shape[2])]))
 
 
 # What `load_picture` reads: a QR picture needs a few megapixels at most. Keep it below twice PIL's

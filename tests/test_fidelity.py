@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from skimage import data
 
-from aesthetic_qr.art.fidelity import ArtConfig, art, placement, spend_budget
+from aesthetic_qr.art.fidelity import FUNCTION_STYLES, ArtConfig, art, placement, spend_budget
+from aesthetic_qr.art.texture import DARK_MAX, LIGHT_MIN, function_and_strip, squeeze
 from aesthetic_qr.qr import QRInputError, encode
+from aesthetic_qr.qr.pixels import luminance
 from aesthetic_qr.scan.decoders import decode
 
 TEXT = "https://github.com/aesthetic-qr/aesthetic-qr"
@@ -94,6 +96,55 @@ def test_spent_modules_are_the_picture(result):
             assert kept[(blk == b) & (cw == w)].all()
 
 
+def test_squeeze_keeps_order_and_texture_inside_the_bands():
+    y = np.linspace(0, 1, 1001)
+    for light, lo, hi in ((False, 0.0, DARK_MAX), (True, LIGHT_MIN, 1.0)):
+        out = squeeze(y, np.full(y.shape, light))
+        assert out.min() >= lo - 1e-9 and out.max() <= hi + 1e-9
+        assert (np.diff(out) > 0).all()                          # strictly monotone: no two tones merge
+    # the end that already reads is nearly untouched: deep shadows in a dark module, highlights in a light one
+    assert abs(squeeze(np.array([0.02]), np.array([False]))[0] - 0.02) < 0.002
+    assert abs(squeeze(np.array([0.98]), np.array([True]))[0] - 0.98) < 0.002
+    texture = 0.5 + 0.1 * np.random.default_rng(0).standard_normal(400)
+    for light in (False, True):
+        assert np.corrcoef(texture, squeeze(texture, np.full(400, light)))[0, 1] > 0.97
+
+
+def test_function_patterns_and_strip_carry_the_picture_squeezed(result):
+    """The fixture's code passed with the first style: every function module and the strip show the picture's
+    own texture (luminance strongly correlated with the input's), dark under DARK_MAX, light over LIGHT_MIN."""
+    assert result.function_style == "picture" == result.attempts[0]["function_style"]
+    pic = _picture()
+    sel, light = function_and_strip(pic.shape[:2], result.qr, 1.0)
+    y_in, y_out = luminance(pic.astype(np.float32) / 255), luminance(result.image.astype(np.float32) / 255)
+    assert (y_out[sel & ~light] <= DARK_MAX + 2 / 255).all() and (y_out[sel & light] >= LIGHT_MIN - 2 / 255).all()
+    for side in (light, ~light):
+        assert np.corrcoef(y_in[sel & side], y_out[sel & side])[0, 1] > 0.9
+    g, n = result.qr.geometry, result.qr.size
+    data_pixels = np.zeros(pic.shape[:2], bool)                  # data modules are ARTUP's and the budget's
+    data_pixels[g.origin[1]:g.origin[1] + n * g.module_px, g.origin[0]:g.origin[0] + n * g.module_px] = np.kron(
+        ~result.qr.function_mask.astype(bool), np.ones((g.module_px, g.module_px), bool))
+    assert not (sel & data_pixels).any()
+
+
+def test_a_style_that_fails_falls_back_at_the_same_level(monkeypatch):
+    """If the suite refuses the picture's texture, the firmer style and then ARTUP's crisp patterns are tried at
+    the same level before the level rises; the result names the style it was made with."""
+    import aesthetic_qr.art.fidelity as fidelity
+
+    real, calls = fidelity.verify, []
+
+    def refuse_the_first_two(img, qr, *args):
+        clean, suite, ok = real(img, qr, *args)
+        calls.append(ok)
+        return clean, suite, ok and len(calls) > 2
+
+    monkeypatch.setattr(fidelity, "verify", refuse_the_first_two)
+    res = art(_picture(), TEXT, ArtConfig(ecls=("H",), escalate=False))
+    assert [a["function_style"] for a in res.attempts] == list(FUNCTION_STYLES) == ["picture", "firm", "crisp"]
+    assert res.function_style == "crisp" and res.passed and {a["level"] for a in res.attempts} == {0}
+
+
 def test_spend_budget_picks_costliest():
     qr = encode(TEXT, ecl="Q")
     rng = np.random.default_rng(0)
@@ -125,7 +176,7 @@ def test_placement():
     ("robustness", 99), ("robustness", -1), ("cost", "mse"), ("code_scale", 0.0), ("code_scale", float("inf")),
     ("quiet_width", float("nan")), ("quiet_width", -1.0), ("iterations", 0), ("camera_ssr", 1.5),
     ("decoders", ("zbar",)), ("max_seconds", float("nan")), ("max_seconds", -1.0), ("colour", "vivid"),
-    ("escalate", "yes"), ("budget", 1),
+    ("escalate", "yes"), ("budget", 1), ("function_style", "bold"),
 ])
 def test_config_validation(field, value):
     with pytest.raises(QRInputError) as err:

@@ -519,6 +519,10 @@ def test_art_keeps_the_picture_outside_the_code_and_verifies(comfy_nodes, pictur
     assert x0 > 0 and torch.equal((image[:, :, :x0] * 255).round(), (wide[:, :, :x0] * 255).round())
     assert reads(image, TEXT) == {"zxing": True, "wechat": True}
     assert progress and progress[-1][0] == progress[-1][1]
+    assert summary["function_style"] in ("picture", "firm", "crisp")
+    crisp = json.loads(run(comfy_nodes, "AQR_Art", image=wide, text=TEXT, error_correction="M",
+                           function_style="crisp").args[3])
+    assert crisp["function_style"] == "crisp" and crisp["pass"] is True
 
 
 def test_art_needs_a_message(comfy_nodes, picture):

@@ -74,3 +74,19 @@ def test_gray_and_sixteen_bit_files_load_as_rgb(tmp_path):
     gray, deep = load_picture(tmp_path / "gray.png"), load_picture(tmp_path / "deep.png")
     assert gray.shape == deep.shape == (5, 7, 3) and gray.dtype == deep.dtype == np.uint8
     assert (gray == 100).all() and (deep == 255).all()
+
+
+def test_ssim_is_skimages_number_faster():
+    """`ssim_rgb` is skimage's structural_similarity (RGB, data range 255, its defaults) to rounding, on any
+    size; every report and benchmark quotes it."""
+    from skimage import data
+    from skimage.metrics import structural_similarity
+
+    from aesthetic_qr.qr.pixels import ssim_rgb
+
+    a = data.astronaut()[:333, :517]
+    b = np.clip(a.astype(int) + np.random.default_rng(0).integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
+    assert abs(ssim_rgb(a, b) - structural_similarity(a, b, channel_axis=-1, data_range=255)) < 1e-9
+    assert ssim_rgb(a, a) == pytest.approx(1.0)
+    with pytest.raises(QRInputError, match="two H×W×3 pictures of one size"):
+        ssim_rgb(a, b[:-1])

@@ -215,7 +215,8 @@ def cmd_art(args: argparse.Namespace) -> dict:
     from ..art.fidelity import verify as verify_art
 
     config = ArtConfig(ecls=ART_LEVELS[args.ecl], robustness=args.robustness, budget=not args.no_budget,
-                       code_scale=args.code_scale, camera_ssr=args.camera_ssr, seed=args.seed)
+                       code_scale=args.code_scale, camera_ssr=args.camera_ssr, seed=args.seed,
+                       function_style=args.function_style)
     result = art(load_image(args.image), args.text, config)
     save_image(result.image, args.out)
     out = {**result.to_json(), "out": args.out}
@@ -225,8 +226,9 @@ def cmd_art(args: argparse.Namespace) -> dict:
     ssr = ", ".join(f"{name} {100 * value:.0f} %" for name, value in result.ssr.items())
     out["report"] = (f"{'PASS' if out['pass'] else 'FAIL'}: {args.out}: SSIM {result.ssim:.3f} to the picture; suite "
                      f"SSR {ssr}; v{result.qr.version}-{result.qr.ecl} mask {result.qr.mask}, robustness level "
-                     f"{result.robustness}, codewords left as the picture per block {result.errors_per_block} of "
-                     f"{result.correctable} correctable, in {result.seconds:.1f} s")
+                     f"{result.robustness}, {result.function_style} function patterns, codewords left as the "
+                     f"picture per block {result.errors_per_block} of {result.correctable} correctable, in "
+                     f"{result.seconds:.1f} s")
     return out
 
 
@@ -632,6 +634,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the picture's shorter side the code takes (1: as large as fits)")
     p.add_argument("--camera-ssr", type=_float_range(0.5, 1.0), default=0.95,
                    help="share of camera views each decoder must read")
+    p.add_argument("--function-style", choices=("picture", "firm", "crisp"), default="picture",
+                   help="how finders, timing/format modules and the light strip are drawn, the first tried at each "
+                        "level: the picture's texture squeezed dark/light (picture), harder (firm), or black and "
+                        "white (crisp); a style the suite refuses falls back to the next")
     p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP)
     _common(p)
     p.set_defaults(func=cmd_art)
