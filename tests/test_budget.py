@@ -5,7 +5,6 @@ a descent that spends the budget keeps more of the picture while the result stil
 import numpy as np
 import pytest
 import torch
-from skimage import data
 
 from aesthetic_qr.losses import AdaptiveConfig, SRLConfig, adaptive_code_loss, srl
 from aesthetic_qr.losses.budget import spent_modules
@@ -86,36 +85,29 @@ def test_errors_within_the_budget_cost_nothing_and_beyond_it_the_cheapest_are_fi
     assert 0 < left <= 8 < full and torch.isfinite(grad).all()
 
 
-def _descend(picture, qr, budget, steps=150):
-    """Adam on a grey offset to the picture: SRL to the code (with its budget; a wide kernel, so whole modules
-    move) + staying close to the picture."""
-    d = torch.zeros_like(picture[:, :1], requires_grad=True)
-    opt = torch.optim.Adam([d], lr=0.03)
-    cfg = SRLConfig(band=(0.4, 0.7), budget=budget, sigma_frac=1 / 3)
-    for _ in range(steps):
-        loss = srl((picture + d).clamp(0, 1), qr, cfg).sum() * 10 + (d ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return (picture + d.detach()).clamp(0, 1)
+def _bench():
+    """bench/bench_budget.py, whose set-up this test asserts on (so the README's numbers and the test agree)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_budget.py"
+    spec = importlib.util.spec_from_file_location("bench_budget", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_a_descent_that_spends_the_budget_keeps_more_of_the_picture_and_still_decodes(code):
+def test_a_descent_that_spends_the_budget_keeps_more_of_the_picture_and_still_decodes():
     """camera.png on the data modules (function patterns and quiet zone drawn as the code's): with 3/4 of each
     block's capacity spent the descent changes the picture markedly less, and zxing and WeChat still read it."""
-    qr, image = code
-    side = image.shape[-1]
-    cam = torch.from_numpy(np.asarray(data.camera(), np.float32) / 255)[None, None]
-    picture = torch.nn.functional.interpolate(cam, size=(side, side), mode="area").expand(1, 3, side, side)
-    p, (x0, y0), n = qr.geometry.module_px, qr.geometry.origin, qr.size
-    data_modules = torch.from_numpy(~qr.function_mask.astype(bool)).repeat_interleave(p, 0).repeat_interleave(p, 1)
-    inside = torch.zeros(side, side, dtype=torch.bool)
-    inside[y0:y0 + n * p, x0:x0 + n * p] = data_modules
-    picture = torch.where(inside, picture, image)
+    bench = _bench()
+    qr = encode(bench.TEXT, version=3, ecl="M")
+    img, geo = render(qr, 6, 2)
+    qr = qr.with_geometry(geo)
+    picture = bench.framed("camera", qr, torch.tensor(img, dtype=torch.float32).permute(2, 0, 1)[None])
     change = {}
     for budget in (0.0, 0.75):
-        out = _descend(picture, qr, budget)
-        u8 = (out[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-        assert all(r.match for r in decode(u8, ("zxing", "wechat"), expected=qr.payload).values()), budget
+        out = bench.descend(picture, qr, budget)
+        assert all(r.match for r in decode(bench.u8(out), ("zxing", "wechat"), expected=qr.payload).values()), budget
         change[budget] = float(((out - picture) ** 2).mean())
     assert change[0.75] < 0.8 * change[0.0], change
