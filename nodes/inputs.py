@@ -11,7 +11,7 @@ from comfy_api.latest import io
 
 from ..qr import QRCode, QRInputError
 from ..qr.pixels import require_same_aspect
-from .tensors import check_image, check_mask, spatial_size
+from .tensors import check_image, check_latent, check_mask, spatial_size
 
 FROM_CODE = "from code"  # the ecl combo's first option: keep the connected code's level
 TEXT_ECL = "M"           # what "from code" means when the text is typed
@@ -86,8 +86,8 @@ def _check_combo(node_id: str, name: str, value, options) -> None:
 def check_inputs(schema: io.Schema, values: dict) -> None:
     """What ComfyUI 0.3.75 does not check for V3 nodes, for every input of `schema` present in `values` (None:
     an optional input left out): a FLOAT is a finite number (NaN passes ComfyUI's min/max checks, and a linked
-    value is not range-checked at all), a COMBO one of its options, an IMAGE or MASK a finite tensor of the right
-    shape. Raises ValueError with one line naming the node and the input."""
+    value is not range-checked at all), a COMBO one of its options, an IMAGE, MASK or LATENT a finite tensor of
+    the right shape. Raises ValueError with one line naming the node and the input."""
     for spec in schema.inputs:
         value = values.get(spec.id)
         if value is None:
@@ -101,6 +101,8 @@ def check_inputs(schema: io.Schema, values: dict) -> None:
             check_image(value, f"{schema.node_id}: {spec.id}")
         elif kind == "MASK":
             check_mask(value, f"{schema.node_id}: {spec.id}")
+        elif kind == "LATENT":
+            check_latent(value, f"{schema.node_id}: {spec.id}")
 
 
 def _checked(execute):

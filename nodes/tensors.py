@@ -1,6 +1,6 @@
 """Conversions between ComfyUI's tensors (IMAGE: B×H×W×C, MASK: B×H×W, float 0..1) and numpy arrays, and the
-checks every IMAGE and MASK input passes first (`check_image`, `check_mask`: the node's inputs are checked by
-`nodes.inputs.AQRNode` before `execute` runs)."""
+checks every IMAGE, MASK and LATENT input passes first (`check_image`, `check_mask`, `check_latent`: the node's
+inputs are checked by `nodes.inputs.AQRNode` before `execute` runs)."""
 
 import numpy as np
 import torch
@@ -33,6 +33,17 @@ def check_mask(mask, what: str = "the MASK") -> None:
         raise ValueError(f"{what} must be a MASK tensor shaped [batch, height, width], got {tuple(mask.shape)}")
     if mask.is_floating_point():
         _check_finite(mask, what)
+
+
+def check_latent(latent, what: str = "the LATENT") -> None:
+    """A LATENT input: a dict whose "samples" is a finite tensor [batch, channels, …] (a NaN latent decodes to
+    garbage and poisons every gradient through it)."""
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if not isinstance(samples, torch.Tensor) or samples.ndim < 4 or 0 in samples.shape:
+        got = tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(latent).__name__
+        raise ValueError(f"{what} must be a LATENT with samples shaped [batch, channels, height, width], got {got}")
+    if samples.is_floating_point():
+        _check_finite(samples, what)
 
 
 def image_batch_to_numpy(image: torch.Tensor) -> list[np.ndarray]:

@@ -239,6 +239,20 @@ def test_every_image_and_mask_input_rejects_non_finite_pixels(comfy_nodes, node_
                              f"{count} of {tensor.numel()} entries; fix the node that made it", **{name: spoilt})
 
 
+@pytest.mark.parametrize("node_id", NODE_IDS)
+def test_every_latent_input_rejects_non_finite_values_and_other_shapes(comfy_nodes, node_id):
+    names = [i.id for i in _inputs_of(comfy_nodes, node_id, "LATENT")]
+    if not names:
+        pytest.skip(f"{node_id} has no LATENT input")
+    for name in names:
+        spoilt = torch.zeros(1, 4, 8, 8)
+        spoilt[0, 1, 2, 3] = math.nan
+        _raises_one_line(comfy_nodes, node_id, f"{node_id}: {name} holds non-finite values (NaN or infinity) in 1 of "
+                         f"256 entries; fix the node that made it", **{name: {"samples": spoilt}})
+        _raises_one_line(comfy_nodes, node_id, f"{node_id}: {name} must be a LATENT with samples shaped [batch, "
+                         f"channels, height, width], got (8, 8)", **{name: {"samples": torch.zeros(8, 8)}})
+
+
 def test_image_and_mask_inputs_of_the_wrong_shape_are_named(comfy_nodes, code):
     _, qr = code
     _raises_one_line(comfy_nodes, "AQR_ScanProbability", "AQR_ScanProbability: image must be an IMAGE tensor shaped "
