@@ -59,7 +59,9 @@ class AQRHideCode(AQRNode):
             category="Aesthetic QR/Invisible",
             description="Hide a QR code invisibly in a picture with a trained CNN: the code, with its quiet zone, is "
                         "centred over the picture as large as fits (whole pixels per module) and the network adds "
-                        "a faint residual that carries it, scaled to the PSNR asked for. The picture keeps its "
+                        "a faint residual that carries it, scaled to the PSNR asked for. The result is checked "
+                        "with the real codecs: where the payload does not read back after the attacks to survive, "
+                        "the residual is refined on this picture (same PSNR) until it does. The picture keeps its "
                         "size. QR Reveal Code reads it back.",
             inputs=[
                 io.Image.Input("image", tooltip="The picture, any size. Every image of a batch gets the code."),
