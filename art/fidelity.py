@@ -48,6 +48,7 @@ import numpy as np
 from ..qr.code import Geometry, QRCode, encode
 from ..qr.errors import QRInputError
 from ..qr.pixels import luminance, ssim_map, ssim_rgb, to_float_rgb
+from ..qr.render import placement
 from ..qr.tables import ECLS
 from ..scan.analysis import analyze
 from ..scan.camera import SuiteResult, qrverify_presets, run_suite
@@ -57,7 +58,7 @@ from .colour import COLOUR_MODES, match_luminance
 from .follow import follow_picture
 from .texture import DARK_MAX, LIGHT_MIN, function_and_strip, squeeze
 
-__all__ = ["ArtConfig", "ArtResult", "DEFAULT_LEVELS", "art", "placement", "spend_budget", "verify"]
+__all__ = ["ArtConfig", "ArtResult", "DEFAULT_LEVELS", "art", "spend_budget", "verify"]
 
 # (spare share of t, p_min), least robust first. Tuned on procedural pictures and Debian wallpapers only
 # (gnome-backgrounds, mate-backgrounds), never on the skimage pictures bench/bench_fidelity.py measures.
@@ -180,20 +181,6 @@ class ArtResult:
 
 # ---------------------------------------------------------------------------------------------------------------
 # pieces
-
-def placement(shape: tuple[int, int], n: int, quiet_width: float = 1.0,
-              code_scale: float = 1.0) -> tuple[int, int, int]:
-    """(module_px, x0, y0): the largest whole module size at which n modules plus a quiet_width strip on each side
-    fit code_scale × the shorter side of an H×W picture, the symbol centred. Refuses pictures too small for 2 px
-    per module."""
-    h, w = shape
-    p = int(math.floor(code_scale * min(h, w) / (n + 2 * quiet_width) + 1e-9))
-    if p < 2:
-        raise QRInputError(f"the picture ({w}×{h}) is too small for a {n}-module code at 2 px per module: give one "
-                           f"at least {math.ceil(2 * (n + 2 * quiet_width) / code_scale)} px on its shorter side")
-    side = n * p
-    return p, (w - side) // 2, (h - side) // 2
-
 
 def spend_budget(qr: QRCode, module_cost: np.ndarray, spare: int) -> tuple[np.ndarray, list[int]]:
     """Per RS block, the (t − spare) codewords with the highest positive cost (Σ of their modules' cost): returns

@@ -10,7 +10,7 @@ brick, grass, gravel, logo and colorwheel, centre-cropped to a square and resize
 defaults of `art` were never tuned on them. Payloads: a 44-character and an 87-character URL.
 
 Every method draws its code at the same place: the symbol plus a 1-module quiet strip centred in the picture, as
-large as fits (`art.fidelity.placement`, whole pixels per module); every pixel outside it is the picture's.
+large as fits (`qr.render.placement`, whole pixels per module); every pixel outside it is the picture's.
   plain    the standard code (level M, mask by penalty) in black and white, the strip white
   artup    `artup_until_scans` (its defaults: level M, p_min 0.85 escalating, camera-group check) run on the
            crop where the code goes (module size as above, border 1) and pasted back
@@ -43,9 +43,10 @@ import torch  # noqa: E402
 from skimage import data  # noqa: E402
 
 from aesthetic_qr.art.artup import ArtupConfig, artup_until_scans  # noqa: E402
-from aesthetic_qr.art.fidelity import ArtConfig, art, placement  # noqa: E402
+from aesthetic_qr.art.fidelity import ArtConfig, art  # noqa: E402
 from aesthetic_qr.qr import encode  # noqa: E402
 from aesthetic_qr.qr.pixels import load_picture, ssim_rgb  # noqa: E402
+from aesthetic_qr.qr.render import placement  # noqa: E402
 from aesthetic_qr.scan.camera import run_suite  # noqa: E402
 from aesthetic_qr.scan.decoders import decode  # noqa: E402
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .code import Geometry, QRCode
@@ -30,16 +32,27 @@ def make_geometry(size: int, module_px: int, border: int, multiple: int = 1) -> 
     return Geometry(int(module_px), int(border), (offset, offset), (padded, padded))
 
 
+def placement(shape: tuple[int, int], n: int, quiet_width: float = 1.0,
+              code_scale: float = 1.0) -> tuple[int, int, int]:
+    """(module_px, x0, y0): the largest whole module size at which n modules plus a quiet_width strip on each side
+    fit code_scale × the shorter side of an H×W picture, the symbol centred. Refuses pictures too small for 2 px
+    per module."""
+    h, w = shape
+    side = n + 2 * quiet_width
+    p = int(math.floor(code_scale * min(h, w) / side + 1e-9))
+    if p < 2:
+        raise QRInputError(f"the picture ({w}×{h}) is too small for a code {side:g} modules wide with its quiet zone: "
+                           f"give one at least {math.ceil(2 * side / code_scale)} px on its shorter side (2 px per "
+                           f"module)")
+    return p, (w - n * p) // 2, (h - n * p) // 2
+
+
 def picture_geometry(size: int, border: int, shape: tuple[int, int]) -> Geometry:
     """A code drawn over a whole H×W picture: the symbol and its quiet zone centred at the largest whole module size
-    that fits the shorter side, in the picture's own pixels (so `pixels.picture_modules` maps it one to one)."""
-    h, w = shape
-    side = size + 2 * border
-    p = min(h, w) // side
-    if p < 2:
-        raise QRInputError(f"the picture ({w}×{h}) is too small for a code {side} modules wide with its quiet zone: "
-                           f"give one at least {2 * side} px on its shorter side (2 px per module)")
-    return Geometry(p, border, ((w - size * p) // 2, (h - size * p) // 2), (w, h))
+    that fits the shorter side (`placement`), in the picture's own pixels (so `pixels.picture_modules` maps it one
+    to one)."""
+    p, x0, y0 = placement(shape, size, border)
+    return Geometry(p, border, (x0, y0), (shape[1], shape[0]))
 
 
 def module_image(values: np.ndarray, qr: QRCode, geo: Geometry, outside: float = 1.0) -> np.ndarray:
