@@ -56,7 +56,7 @@ from ..scan.decoders import KNOWN_DECODERS, decode
 from .artup import ArtupConfig, grayscale_stage
 from .colour import COLOUR_MODES, match_luminance
 from .follow import follow_picture
-from .texture import DARK_MAX, LIGHT_MIN, function_and_strip, squeeze
+from .texture import FUNCTION_STYLES, function_and_strip, squeeze
 
 __all__ = ["ArtConfig", "ArtResult", "DEFAULT_LEVELS", "art", "spend_budget", "verify"]
 
@@ -66,10 +66,6 @@ DEFAULT_LEVELS: tuple[tuple[float, float], ...] = (
     (0.25, 0.8), (0.25, 0.85), (0.5, 0.85), (0.5, 0.9), (0.75, 0.9), (1.0, 0.9), (1.0, 0.95), (1.0, 0.98),
     (1.0, 0.995))
 COST_MODES = ("ssim", "luminance")
-# how function patterns and the quiet strip are drawn, tried in this order until the suite passes: the picture
-# squeezed into (dark max, light min) (`texture.squeeze`), firmer, then ARTUP's crisp patterns
-FUNCTION_STYLES: dict[str, tuple[float, float] | None] = {"picture": (DARK_MAX, LIGHT_MIN), "firm": (0.2, 0.65),
-                                                          "crisp": None}
 CAMERA_BLUR_PER_MODULE = 0.003   # ARTUP's auto camera blur, per module across the code and its strip
 _CONTEXT_MODULES = 3             # picture kept around the strip for the threshold model's window
 

@@ -7,7 +7,8 @@ import comfy.model_management
 import comfy.utils
 from comfy_api.latest import io, ui
 
-from ..art.fidelity import FUNCTION_STYLES, ArtConfig, art
+from ..art.fidelity import ArtConfig, art
+from ..art.texture import FUNCTION_STYLES
 from .inputs import AQRNode, code_or_text
 from .tensors import image_batch_to_numpy, numpy_to_image
 from .types import QRCodeType

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from skimage import data
 
-from aesthetic_qr.art.fidelity import FUNCTION_STYLES, ArtConfig, art, spend_budget
-from aesthetic_qr.art.texture import DARK_MAX, LIGHT_MIN, function_and_strip, squeeze
+from aesthetic_qr.art.fidelity import ArtConfig, art, spend_budget
+from aesthetic_qr.art.texture import DARK_MAX, FUNCTION_STYLES, LIGHT_MIN, function_and_strip, squeeze
 from aesthetic_qr.qr import QRInputError, encode
 from aesthetic_qr.qr.pixels import luminance
 from aesthetic_qr.qr.render import placement

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..art.texture import FUNCTION_STYLES
 from ..qr import QRCode, QRInputError, encode
 from ..qr.pixels import load_picture, to_float_rgb
 from ..qr.render import STYLES, render
@@ -634,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the picture's shorter side the code takes (1: as large as fits)")
     p.add_argument("--camera-ssr", type=_float_range(0.5, 1.0), default=0.95,
                    help="share of camera views each decoder must read")
-    p.add_argument("--function-style", choices=("picture", "firm", "crisp"), default="picture",
+    p.add_argument("--function-style", choices=list(FUNCTION_STYLES), default="picture",
                    help="how finders, timing/format modules and the light strip are drawn, the first tried at each "
                         "level: the picture's texture squeezed dark/light (picture), harder (firm), or black and "
                         "white (crisp); a style the suite refuses falls back to the next")
