@@ -10,7 +10,7 @@ from comfy_api.latest import io, ui
 from ..art.fidelity import ArtConfig, art
 from ..art.texture import FUNCTION_STYLES
 from .inputs import AQRNode, code_or_text
-from .tensors import image_batch_to_numpy, numpy_to_image
+from .tensors import image_batch_to_numpy, numpy_to_image, per_image
 from .types import QRCodeType
 
 DEFAULTS = ArtConfig()
@@ -96,9 +96,9 @@ class AQRArt(AQRNode):
             codes.append(result.qr)
             passed &= result.passed
             summary = {k: v for k, v in result.to_json().items() if k not in ("attempts", "failures")}
-            lines.append(json.dumps(summary) if len(pictures) == 1 else f"image {i}: {json.dumps(summary)}")
+            lines.append(json.dumps(summary))
             bar.update_absolute(i + 1, len(pictures))
         out = numpy_to_image(images)
-        report = "\n".join(lines)
+        report = per_image(lines)
         preview = ui.PreviewImage(out, cls=cls).as_dict()
         return io.NodeOutput(out, codes[0], passed, report, ui={**preview, "text": (report,)})

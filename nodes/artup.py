@@ -27,7 +27,7 @@ from ..qr.pixels import fit, require_geometry, require_same_aspect
 from ..scan.analysis import probability_heatmap
 from ..scan.report import verify_image
 from .inputs import FROM_CODE, AQRNode, code_or_text
-from .tensors import image_batch_to_numpy, numpy_to_image
+from .tensors import image_batch_to_numpy, numpy_to_image, per_image
 from .types import QRCodeType
 
 DEFAULTS = ArtupConfig()
@@ -188,7 +188,7 @@ class AQRArtup(AQRNode):
             if rep.suite is not None:
                 summary["ssr"] = {k: round(v, 3) for k, v in rep.suite.ssr.items()}
             reports.append(f"{json.dumps(summary, ensure_ascii=False)}\n{rep.to_text()}")
-        report = "\n\n".join(f"image {i}: {r}" if len(reports) > 1 else r for i, r in enumerate(reports))
+        report = per_image(reports, "\n\n")
         return io.NodeOutput(numpy_to_image(images), first_qr, report, ui={"text": (report,)})
 
 

@@ -21,7 +21,7 @@ from ..face.mask import (
     preview,
 )
 from .inputs import AQRNode
-from .tensors import image_batch_to_numpy, numpy_to_image, numpy_to_mask
+from .tensors import image_batch_to_numpy, numpy_to_image, numpy_to_mask, per_image
 from .types import QRCodeType
 
 # ComfyUI_InstantID's loader output (an insightface FaceAnalysis); core's FACE_ANALYSIS is another type.
@@ -127,15 +127,14 @@ class AQRFaceMask(AQRNode):
         for note in notes:
             (log.warning if note.startswith("warning") else log.info)("AQR_FaceMask: %s", note)
         lines = []
-        for i, r in enumerate(results):
+        for r in results:
             boxes = ", ".join("(" + ", ".join(f"{v:.0f}" for v in d.box) + f") score {d.score:.2f}" for d in r.used)
             line = f"{len(r.detections)} face(s) found, {len(r.used)} masked{': ' + boxes if boxes else ''}"
             if r.modules is not None:
                 line += f"; {int(r.modules.sum())} face modules of {r.modules.size}"
-            lines.append((f"image {i}: " if len(pictures) > 1 else "") + line)
-        if qr_code is None:
-            lines.append("no QR_CODE connected: the module mask is empty")
-        report = "\n".join(notes + lines)
+            lines.append(line)
+        missing = [] if qr_code is not None else ["no QR_CODE connected: the module mask is empty"]
+        report = "\n".join([*notes, per_image(lines), *missing])
         module_masks = [r.module_mask if r.module_mask is not None else np.zeros_like(r.mask) for r in results]
         previews = numpy_to_image([preview(p, r.mask, r.used, qr_code, r.modules) for p, r in zip(pictures, results)])
         return io.NodeOutput(numpy_to_mask([r.mask for r in results]), numpy_to_mask(module_masks), previews,

@@ -16,7 +16,7 @@ from ..invisible.weights import SHIPPED, load_codec
 from ..qr import encode
 from ..qr.render import picture_geometry
 from .inputs import AQRNode, code_or_text
-from .tensors import image_batch_to_numpy, numpy_to_image
+from .tensors import image_batch_to_numpy, numpy_to_image, per_image
 from .types import QRCodeType
 
 # trained codecs of one's own (scripts that call invisible.weights.save_codec); appended, so a folder from
@@ -44,10 +44,6 @@ def codec_for(weights: str):
 def interrupted() -> None:
     """ComfyUI's interrupt check, run by hide and reveal between tiles and between carrier shifts."""
     comfy.model_management.throw_exception_if_processing_interrupted()
-
-
-def per_item(lines: list[str]) -> str:
-    return "\n".join(f"image {i}: {line}" if len(lines) > 1 else line for i, line in enumerate(lines))
 
 
 class AQRHideCode(AQRNode):
@@ -119,7 +115,7 @@ class AQRHideCode(AQRNode):
             bar.update_absolute((i + 1) * ticks, len(pictures) * ticks)
         out = numpy_to_image([h.image.astype(np.float32) / 255 for h in hidden])
         residual = numpy_to_image([np.clip(0.5 + RESIDUAL_GAIN * h.residual, 0, 1) for h in hidden])
-        report = per_item(lines)
+        report = per_image(lines)
         return io.NodeOutput(out, residual, qr, report,
                              ui={**ui.PreviewImage(residual, cls=cls).as_dict(), "text": (report,)})
 
@@ -171,6 +167,6 @@ class AQRRevealCode(AQRNode):
             lines.append(line)
             bar.update_absolute(i + 1, len(pictures))
         code_image = numpy_to_image(codes)
-        report = per_item(lines)
+        report = per_image(lines)
         return io.NodeOutput(code_image, texts[0], report,
                              ui={**ui.PreviewImage(code_image, cls=cls).as_dict(), "text": (report,)})

@@ -46,6 +46,11 @@ def check_latent(latent, what: str = "the LATENT") -> None:
         _check_finite(samples, what)
 
 
+def per_image(texts: list[str], sep: str = "\n") -> str:
+    """One report for a batch: each item's text, labelled `image i:` when there is more than one."""
+    return sep.join(f"image {i}: {text}" if len(texts) > 1 else text for i, text in enumerate(texts))
+
+
 def image_batch_to_numpy(image: torch.Tensor) -> list[np.ndarray]:
     """One H×W×3 float32 array per batch item (alpha dropped, grey expanded)."""
     if image.ndim != 4 or image.shape[-1] not in (1, 3, 4):

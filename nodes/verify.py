@@ -5,7 +5,7 @@ from comfy_api.latest import io, ui
 
 from ..scan.report import VERDICT_KEY, verify_image
 from .inputs import AQRNode
-from .tensors import image_batch_to_numpy, numpy_to_image
+from .tensors import image_batch_to_numpy, numpy_to_image, per_image
 from .types import QRCodeType
 
 DECODER_CHOICES = {"zxing + wechat": ("zxing", "wechat"), "zxing": ("zxing",), "wechat": ("wechat",)}
@@ -89,8 +89,7 @@ class AQRVerify(AQRNode):
             heat = rep.analysis.heatmap if rep.analysis is not None else None
             heatmaps.append(heat if heat is not None else picture)
         passed = all(r.passed for r in reports)
-        text = "\n\n".join(f"image {i}: {r.to_text()}" if len(reports) > 1 else r.to_text()
-                           for i, r in enumerate(reports))
+        text = per_image([r.to_text() for r in reports], "\n\n")
         if raise_on_failure and not passed:
             raise RuntimeError(f"AQR_Verify: the code does not scan reliably\n{text}")
         heat = numpy_to_image(heatmaps)
