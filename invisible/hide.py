@@ -87,19 +87,30 @@ def _tiles(n: int) -> list[tuple[int, int, int, int]]:
     return out
 
 
+def _windows(h: int, w: int):
+    """Per tile of an H×W picture: (read window, its kept part in window coordinates, the kept part in the
+    picture's), each a (rows, cols) pair of slices."""
+    for y0, y1, ky0, ky1 in _tiles(h):
+        for x0, x1, kx0, kx1 in _tiles(w):
+            yield ((slice(y0, y1), slice(x0, x1)), (slice(ky0 - y0, ky1 - y0), slice(kx0 - x0, kx1 - x0)),
+                   (slice(ky0, ky1), slice(kx0, kx1)))
+
+
+def _aligned(x: torch.Tensor) -> torch.Tensor:
+    """x (…×H×W) padded at the bottom and right (replicate) to multiples of ALIGN, the networks' stride."""
+    h, w = x.shape[-2:]
+    return torch.nn.functional.pad(x, (0, (-w) % ALIGN, 0, (-h) % ALIGN), mode="replicate")
+
+
 def _tiled(fn, planes: torch.Tensor, out_channels: int, check: Callable[[], None] | None) -> torch.Tensor:
     """Apply a fully convolutional `fn` (1×C×h×w → 1×out×h×w) tile by tile; tiles start on the carrier grid.
     `check` runs before each tile (a host's interrupt check raises there)."""
     _, _, h, w = planes.shape
     out = torch.empty((1, out_channels, h, w), dtype=planes.dtype)
-    for y0, y1, ky0, ky1 in _tiles(h):
-        for x0, x1, kx0, kx1 in _tiles(w):
-            if check is not None:
-                check()
-            tile = planes[..., y0:y1, x0:x1]
-            ph, pw = (-tile.shape[-2]) % ALIGN, (-tile.shape[-1]) % ALIGN
-            res = fn(torch.nn.functional.pad(tile, (0, pw, 0, ph), mode="replicate"))
-            out[..., ky0:ky1, kx0:kx1] = res[..., ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0]
+    for read, inner, kept in _windows(h, w):
+        if check is not None:
+            check()
+        out[(..., *kept)] = fn(_aligned(planes[(..., *read)]))[(..., *inner)]
     return out
 
 
@@ -143,21 +154,19 @@ def _refined(base: torch.Tensor, residual: torch.Tensor, code: torch.Tensor, wei
     _, _, h, w = base.shape
     out = residual.clone()
     lr = 0.3 * float(residual.pow(2).mean().sqrt())
-    for y0, y1, ky0, ky1 in _tiles(h):
-        for x0, x1, kx0, kx1 in _tiles(w):
-            keep = torch.zeros_like(weight[..., y0:y1, x0:x1])
-            keep[..., ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0] = weight[..., ky0:ky1, kx0:kx1]
-            if not keep.any():
-                continue
-            th, tw = y1 - y0, x1 - x0
+    for read, inner, kept in _windows(h, w):
+        keep = torch.zeros_like(weight[(..., *read)])
+        keep[(..., *inner)] = weight[(..., *kept)]
+        if not keep.any():
+            continue
+        th, tw = keep.shape[-2:]
 
-            def logits(x, th=th, tw=tw):
-                padded = torch.nn.functional.pad(x, (0, (-tw) % ALIGN, 0, (-th) % ALIGN), mode="replicate")
-                return codec.logits(padded)[..., :th, :tw]
+        def logits(x, th=th, tw=tw):
+            return codec.logits(_aligned(x))[..., :th, :tw]
 
-            tile = refine_steps(base[..., y0:y1, x0:x1], out[..., y0:y1, x0:x1], code[..., y0:y1, x0:x1], keep,
-                                logits, survive, steps, lr, first, check)
-            out[..., ky0:ky1, kx0:kx1] = tile[..., ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0]
+        tile = refine_steps(base[(..., *read)], out[(..., *read)], code[(..., *read)], keep, logits, survive, steps,
+                            lr, first, check)
+        out[(..., *kept)] = tile[(..., *inner)]
     return out
 
 
@@ -221,7 +230,7 @@ def _restorations(picture, codec: Codec, shifts: list[tuple[int, int]], check: C
     h, w = rgb.shape[-2:]
     with torch.inference_mode():
         if codec.kind == "carrier" and len(_tiles(h)) == 1 and len(_tiles(w)) == 1:
-            padded = torch.nn.functional.pad(rgb, (0, (-w) % ALIGN, 0, (-h) % ALIGN), mode="replicate")
+            padded = _aligned(rgb)
             demod = codec.decoder.demodulate(padded)
             for shift in shifts:
                 if check is not None:
