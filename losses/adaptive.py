@@ -37,7 +37,7 @@ from ..qr.code import Geometry, QRCode
 from .budget import spent_modules
 from .grid import gaussian_weights, geometry_of, module_target, symbol_blocks
 from .options import configured
-from .srl import luma_plane, wrong_modules
+from .srl import SRLConfig, luma_plane, wrong_in_blocks
 
 ERRORS = ("pixel_sq", "pixel_abs", "sampled_sq")
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ def adaptive_code_loss(image: torch.Tensor, qr: QRCode, target=None, face=None,
         term = (err * kernel).sum((-2, -1)) / area
     per_module = weight * term
     if cfg.budget > 0:   # modules read at ½ against the code's bits: what a decoder would get wrong
-        wrong = wrong_modules(image, qr, geometry=geo, band=(0.5, 0.5))
+        wrong = wrong_in_blocks(z, qr, geo, SRLConfig(band=(0.5, 0.5)))
         per_module = per_module * ~spent_modules(wrong, term, qr, cfg.budget)
     loss = per_module.sum((-2, -1))
     if cfg.reduction == "mean":

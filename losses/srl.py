@@ -128,10 +128,11 @@ def wrong_modules(image: torch.Tensor, qr: QRCode, config: SRLConfig | None = No
     cfg = _config(config, opts)
     geo = geometry_of(qr, geometry)
     blocks = symbol_blocks(luma_plane(image.detach()), qr, geo)
-    return _wrong(blocks, qr, geo, cfg)
+    return wrong_in_blocks(blocks, qr, geo, cfg)
 
 
-def _wrong(blocks: torch.Tensor, qr: QRCode, geo: Geometry, cfg: SRLConfig) -> torch.Tensor:
+def wrong_in_blocks(blocks: torch.Tensor, qr: QRCode, geo: Geometry, cfg: SRLConfig) -> torch.Tensor:
+    """`wrong_modules` on luminance already cut into B×n×n×p×p module blocks (`grid.symbol_blocks`)."""
     lo, hi = cfg.band
     centre = centre_mask(geo.module_px, cfg.centre_fraction, device=blocks.device)
     read = blocks.detach()[..., centre].mean(-1)                        # B×n×n
@@ -156,7 +157,7 @@ def srl(image: torch.Tensor, qr: QRCode, config: SRLConfig | None = None, *, geo
     err = 2 * (torch.relu(blocks - lo) * (1 - light) + torch.relu(hi - blocks) * light)
     kernel = cfg.kernel(geo.module_px, image.device, image.dtype)
     sampled = (err * kernel).sum((-2, -1))                               # B×n×n
-    wrong = _wrong(blocks, qr, geo, cfg)
+    wrong = wrong_in_blocks(blocks, qr, geo, cfg)
     if cfg.budget > 0:
         wrong = wrong & ~spent_modules(wrong, sampled, qr, cfg.budget)
     weights = module_weights(qr, cfg.function_weight, image.device, image.dtype)
