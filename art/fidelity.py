@@ -56,7 +56,7 @@ from ..scan.decoders import KNOWN_DECODERS, decode
 from .artup import ArtupConfig, grayscale_stage
 from .colour import COLOUR_MODES, match_luminance
 from .follow import follow_picture
-from .texture import FUNCTION_STYLES, function_and_strip, squeeze
+from .texture import FUNCTION_STYLES, STRIPS, function_and_strip, squeeze, strip_pixels
 
 __all__ = ["ArtConfig", "ArtResult", "DEFAULT_LEVELS", "art", "spend_budget", "verify"]
 
@@ -84,6 +84,7 @@ class ArtConfig:
     fast_cost: bool = True                         # price modules with a 1-iteration stage without the camera pass
     code_scale: float = 1.0                        # share of the shorter side the code and its strip take
     quiet_width: float = 1.0                       # light strip around the symbol, modules
+    strip: str = "finders"                         # where that strip is drawn (`STRIPS`); elsewhere the picture
     function_style: str = "picture"                # the first of FUNCTION_STYLES tried
     iterations: int = 4                            # ARTUP's threshold re-estimations
     camera_ssr: float = 0.95                       # the SSR every decoder must reach over the suite
@@ -114,6 +115,8 @@ class ArtConfig:
                 raise QRInputError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.function_style not in FUNCTION_STYLES:
             raise QRInputError(f"function_style {self.function_style!r} is not one of {', '.join(FUNCTION_STYLES)}")
+        if self.strip not in STRIPS:
+            raise QRInputError(f"strip {self.strip!r} is not one of {', '.join(STRIPS)}")
         if self.cost not in COST_MODES:
             raise QRInputError(f"cost {self.cost!r} is not one of {', '.join(COST_MODES)}")
         if not _number(self.code_scale) or not 0.0 < self.code_scale <= 1.0:
@@ -151,6 +154,7 @@ class ArtResult:
     seconds: float
     robustness: int                  # the level the result was made at
     function_style: str              # how its function patterns and strip were drawn (`FUNCTION_STYLES`)
+    strip: str                       # where the light strip was drawn (`STRIPS`)
     spare_share: float
     p_min: float
     errors_per_block: list[int]      # codewords per block deliberately left as the picture
@@ -171,6 +175,7 @@ class ArtResult:
                 "margin": list(self.margin), "correctable": int(self.correctable),
                 "read_errors_per_block": list(self.read_errors_per_block),
                 "robustness": int(self.robustness), "function_style": self.function_style,
+                "strip": self.strip,
                 "spare_share": float(self.spare_share), "p_min": float(self.p_min), "failures": self.failures,
                 "attempts": self.attempts}
 
@@ -240,8 +245,9 @@ def _build_candidate(src: np.ndarray, text: str, ecl: str, cfg: ArtConfig) -> _C
 
 def _plan(src: np.ndarray, cand: _Candidate, spare_share: float, p_min: float, cfg: ArtConfig) -> dict:
     """The cost pass (ARTUP at p_min, every module constrained; cached per p_min) and the codewords to spend:
-    {kept, counts, spare, predicted} — `predicted` is the luminance SSIM of the cost pass with the spent modules
-    put back to the picture, a cheap stand-in for the rendered SSIM used to rank candidates."""
+    {kept, counts, spare, predicted} — `predicted` maps each function style to the luminance SSIM of the cost
+    pass with the spent modules put back to the picture and the function patterns drawn in that style, a cheap
+    stand-in for the rendered SSIM used to rank attempts."""
 
     qr = cand.qr_crop
     geo = qr.geometry
@@ -269,8 +275,23 @@ def _plan(src: np.ndarray, cand: _Candidate, spare_share: float, p_min: float, c
         back = np.zeros(y0.shape, bool)
         back[yo:yo + n * p, x0:x0 + n * p] = np.kron(kept, np.ones((p, p), bool))
         proxy = np.where(back, y0, g1)
+    proxy = np.where(_unlit(cand, cfg), y0, proxy)
+    if "functions" not in cand.cache:
+        cand.cache["functions"] = function_and_strip(y0.shape, qr, cfg.quiet_width, cfg.strip)
+    sel, light = cand.cache["functions"]
+    predicted = {name: float(ssim_map(y0, proxy if band is None else np.where(sel, squeeze(y0, light, *band),
+                                                                                proxy)).mean())
+                 for name, band in FUNCTION_STYLES.items()}
     return {"kept": kept, "counts": counts, "spare": spare, "g1": g1, "base": base, "y0": y0,
-            "predicted": float(ssim_map(y0, proxy).mean())}
+            "predicted": predicted}
+
+
+def _unlit(cand: _Candidate, cfg: ArtConfig) -> np.ndarray:
+    """Crop-sized bool: the part of a full strip that `cfg.strip` leaves as the picture (cached)."""
+    if "unlit" not in cand.cache:
+        shape, qr, q = cand.cache["y0"].shape, cand.qr_crop, cfg.quiet_width
+        cand.cache["unlit"] = strip_pixels(shape, qr, q, "full") & ~strip_pixels(shape, qr, q, cfg.strip)
+    return cand.cache["unlit"]
 
 
 def _draw(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, plan: dict, cfg: ArtConfig,
@@ -295,12 +316,14 @@ def _draw(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, plan: dict, cfg
         side = n * geo.module_px
         inside = np.zeros(y0.shape, bool)
         inside[yo:yo + side, x0:x0 + side] = True
-        y_in = np.where(inside, y0, g1).astype(np.float32)
+        y_in = np.where(inside | _unlit(cand, cfg), y0, g1).astype(np.float32)
         g = grayscale_stage(y_in, qr, replace(plan["base"], p_min=pm, quiet_zone="picture")).gray
-    plan["gray"] = g                     # the next style at this level redraws only the function patterns
+    # the strip `cfg.strip` does not draw is the picture; the next style at this level redraws only the
+    # function patterns
+    g = plan["gray"] = np.where(_unlit(cand, cfg), y0, g)
     band = FUNCTION_STYLES[style]
     if band is not None:
-        sel, light = function_and_strip(y0.shape, qr, cfg.quiet_width)
+        sel, light = cand.cache["functions"]
         g = np.where(sel, squeeze(y0, light, *band), g)
     out = rgb.copy()
     moved = np.abs(g - y0) > 1e-6
@@ -372,15 +395,15 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
         attempts, best = [], None
         last = len(cfg.levels) if cfg.escalate else cfg.robustness + 1
         styles = list(FUNCTION_STYLES)[list(FUNCTION_STYLES).index(cfg.function_style):]
-        # best-first over (level, candidate): each candidate's next level, highest predicted SSIM first; a
-        # candidate that fails tries its next function style at the same level, then moves up one level in the
-        # first style (its predicted SSIM only falls as the level rises)
+        # best-first over (candidate, level, style): each candidate's next attempt, the highest predicted SSIM
+        # first; a candidate that fails tries its next function style at the same level, then moves up one level
+        # in the first style (its predicted SSIM only falls as the level rises or the style firms)
         frontier = {i: (cfg.robustness, 0, _plan(src, c, *cfg.levels[cfg.robustness], cfg))
                     for i, c in enumerate(cands)}
         while frontier:
             if best is not None and cfg.max_seconds is not None and time.perf_counter() - t_start > cfg.max_seconds:
                 break
-            i = max(frontier, key=lambda k: frontier[k][2]["predicted"])
+            i = max(frontier, key=lambda k: frontier[k][2]["predicted"][styles[frontier[k][1]]])
             level, style, pl = frontier.pop(i)
             c = cands[i]
             img = _draw(src, src_u8, c, pl, cfg, styles[style])
@@ -389,7 +412,7 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
             clean, suite, ok = verify(img, c.qr, cfg.decoders, cfg.camera_ssr)
             ssr = dict(suite.ssr) if suite is not None else {d: 0.0 for d in cfg.decoders}
             attempts.append({"level": level, "function_style": styles[style], "ecl": c.ecl,
-                             "version": c.qr.version, "ssim": round(s, 4), "predicted": round(pl["predicted"], 4),
+                             "version": c.qr.version, "ssim": round(s, 4), "predicted": round(pl["predicted"][styles[style]], 4),
                              "clean": clean, "ssr": {k: round(v, 3) for k, v in ssr.items()}, "pass": ok})
             score = (ok, all(clean.values()), min(ssr.values()), s)
             record = (score, level, styles[style], s, c, img, kept, counts, spare, clean, ssr, suite)
@@ -415,7 +438,8 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
     share, p_min = cfg.levels[level]
     return ArtResult(
         image=img, qr=c.qr, passed=bool(score[0]), ssim=float(s), ssr=ssr, clean=clean,
-        seconds=time.perf_counter() - t_start, robustness=level, function_style=style, spare_share=float(share),
+        seconds=time.perf_counter() - t_start, robustness=level, function_style=style, strip=cfg.strip,
+        spare_share=float(share),
         p_min=float(p_min),
         errors_per_block=list(counts), margin=[t - k for k in counts], correctable=t, kept=kept,
         read_errors_per_block=list(read),

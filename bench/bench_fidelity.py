@@ -18,6 +18,8 @@ large as fits (`qr.render.placement`, whole pixels per module); every pixel outs
   art_rK   `art` starting at robustness level K (escalating from there)
   art_nobudget   `art` with budget=False (no codewords spent: ARTUP's stages, art's placement and verification)
   art_crisp  `art` with ARTUP's crisp function patterns and strip only (function_style="crisp")
+  art_fullstrip  `art` with the light strip drawn all the way round the symbol (strip="full"), not only beside
+           the finders
   art_scale08  `art` with the code and its strip on 0.8 of the shorter side (code_scale=0.8; not 1:1 with the rest)
   art_M / art_Q / art_H   `art` with one error-correction level only
 SSIM: skimage `structural_similarity` on the whole picture, RGB, data range 255, output vs input. SSR: the full
@@ -130,6 +132,7 @@ METHODS = {
     "art_r4": lambda pic, text: run_art(pic, text, robustness=4),
     "art_nobudget": lambda pic, text: run_art(pic, text, budget=False),
     "art_crisp": lambda pic, text: run_art(pic, text, function_style="crisp"),
+    "art_fullstrip": lambda pic, text: run_art(pic, text, strip="full"),
     "art_scale08": lambda pic, text: run_art(pic, text, code_scale=0.8),
     "art_M": lambda pic, text: run_art(pic, text, ecls=("M",)),
     "art_Q": lambda pic, text: run_art(pic, text, ecls=("Q",)),

@@ -8,7 +8,7 @@ import comfy.utils
 from comfy_api.latest import io, ui
 
 from ..art.fidelity import ArtConfig, art
-from ..art.texture import FUNCTION_STYLES
+from ..art.texture import FUNCTION_STYLES, STRIPS
 from .inputs import AQRNode, code_or_text
 from .tensors import image_batch_to_numpy, numpy_to_image, per_image
 from .types import QRCodeType
@@ -65,6 +65,10 @@ class AQRArt(AQRNode):
                                        "squeezed dark (≤ 0.3) or light (≥ 0.55); firm = squeezed harder (0.2 / "
                                        "0.65); crisp = black and white. A style the camera suite refuses falls "
                                        "back to the next at the same level."),
+                io.Combo.Input("strip", options=list(STRIPS), default=DEFAULTS.strip, optional=True,
+                               tooltip="Where the one-module light strip around the code is drawn: finders = "
+                                       "only beside the three finders, which need it (the rest of the edge stays "
+                                       "the picture); full = all the way round."),
             ],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="The picture with the code drawn in, its own size."),
@@ -78,11 +82,11 @@ class AQRArt(AQRNode):
 
     @classmethod
     def execute(cls, image, text, error_correction, robustness, budget, code_scale, camera_ssr, max_seconds,
-                qr_code=None, function_style=DEFAULTS.function_style) -> io.NodeOutput:
+                qr_code=None, function_style=DEFAULTS.function_style, strip=DEFAULTS.strip) -> io.NodeOutput:
         source = code_or_text(qr_code, text, "AQR_Art", module_px=None, border=1, multiple=1)
         config = ArtConfig(ecls=LEVEL_CHOICES[error_correction], robustness=robustness, budget=budget,
                            code_scale=code_scale, camera_ssr=camera_ssr, max_seconds=max_seconds or None,
-                           function_style=function_style)
+                           function_style=function_style, strip=strip)
         pictures = image_batch_to_numpy(image)
         bar = comfy.utils.ProgressBar(len(pictures))
         images, lines, codes, passed = [], [], [], True

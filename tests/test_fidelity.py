@@ -10,7 +10,8 @@ import pytest
 from skimage import data
 
 from aesthetic_qr.art.fidelity import ArtConfig, art, spend_budget
-from aesthetic_qr.art.texture import DARK_MAX, FUNCTION_STYLES, LIGHT_MIN, function_and_strip, squeeze
+from aesthetic_qr.art.texture import (DARK_MAX, FINDER_FRAME, FUNCTION_STYLES, LIGHT_MIN, function_and_strip,
+                                     squeeze, strip_pixels)
 from aesthetic_qr.qr import QRInputError, encode
 from aesthetic_qr.qr.pixels import luminance
 from aesthetic_qr.qr.render import placement
@@ -56,6 +57,28 @@ def test_outside_untouched(result):
     outside[y0:y1, x0:x1] = False
     assert outside.sum() > 0.2 * outside.size
     assert np.array_equal(result.image[outside], pic[outside])
+
+
+def test_strip_drawn_only_beside_the_finders(result):
+    """The default strip frames the three finders and their separators; the rest of a full strip is the picture's
+    own bytes in the output, and the corner without a finder gets no strip at all."""
+    pic = _picture()
+    full = strip_pixels(pic.shape[:2], result.qr, 1.0, "full")
+    drawn = strip_pixels(pic.shape[:2], result.qr, 1.0, "finders")
+    assert result.strip == "finders" == result.to_json()["strip"]
+    assert (drawn <= full).all() and 0 < drawn.sum() < 0.5 * full.sum()
+    assert np.array_equal(result.image[full & ~drawn], pic[full & ~drawn])
+    g, n, p = result.qr.geometry, result.qr.size, result.qr.geometry.module_px
+    x0, y0 = g.origin
+    above, left = y0 - p // 2, x0 - p // 2                       # the strip's middle line above / left of the symbol
+    cols = x0 + p * np.arange(n) + p // 2                        # module centres along the top edge
+    assert drawn[above, cols[:FINDER_FRAME]].all() and drawn[above, cols[-FINDER_FRAME:]].all()
+    assert not drawn[above, cols[FINDER_FRAME:-FINDER_FRAME]].any()
+    assert drawn[y0 + p * np.arange(FINDER_FRAME) + p // 2, left].all()
+    below_corner = (y0 + n * p + p // 2, x0 + n * p - p // 2)    # under the bottom-right module: no finder there
+    assert full[below_corner] and not drawn[below_corner]
+    with pytest.raises(QRInputError, match="strip 'none' is not one of finders, full"):
+        strip_pixels(pic.shape[:2], result.qr, 1.0, "none")
 
 
 def test_budget_within_margin(result):
@@ -177,7 +200,7 @@ def test_placement():
     ("robustness", 99), ("robustness", -1), ("cost", "mse"), ("code_scale", 0.0), ("code_scale", float("inf")),
     ("quiet_width", float("nan")), ("quiet_width", -1.0), ("iterations", 0), ("camera_ssr", 1.5),
     ("decoders", ("zbar",)), ("max_seconds", float("nan")), ("max_seconds", -1.0), ("colour", "vivid"),
-    ("escalate", "yes"), ("budget", 1), ("function_style", "bold"),
+    ("escalate", "yes"), ("budget", 1), ("function_style", "bold"), ("strip", "none"),
 ])
 def test_config_validation(field, value):
     with pytest.raises(QRInputError) as err:

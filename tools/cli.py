@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..art.texture import FUNCTION_STYLES
+from ..art.texture import FUNCTION_STYLES, STRIPS
 from ..qr import QRCode, QRInputError, encode
 from ..qr.pixels import load_picture, to_float_rgb
 from ..qr.render import STYLES, render
@@ -217,7 +217,7 @@ def cmd_art(args: argparse.Namespace) -> dict:
 
     config = ArtConfig(ecls=ART_LEVELS[args.ecl], robustness=args.robustness, budget=not args.no_budget,
                        code_scale=args.code_scale, camera_ssr=args.camera_ssr, seed=args.seed,
-                       function_style=args.function_style)
+                       function_style=args.function_style, strip=args.strip)
     result = art(load_image(args.image), args.text, config)
     save_image(result.image, args.out)
     out = {**result.to_json(), "out": args.out}
@@ -639,6 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how finders, timing/format modules and the light strip are drawn, the first tried at each "
                         "level: the picture's texture squeezed dark/light (picture), harder (firm), or black and "
                         "white (crisp); a style the suite refuses falls back to the next")
+    p.add_argument("--strip", choices=list(STRIPS), default="finders",
+                   help="where the light strip around the code is drawn: only beside the finders (the rest of the "
+                        "edge stays the picture) or all the way round (full)")
     p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP)
     _common(p)
     p.set_defaults(func=cmd_art)
