@@ -66,6 +66,7 @@ from ..losses.scan_probability import (
     luminance_for_probability,
     module_scan_probability,
     sampling_weights,
+    threshold_bounds,
     threshold_probability,
 )
 from ..qr.code import QRCode, encode
@@ -266,9 +267,11 @@ def _blend_modules(y: torch.Tensor, t: torch.Tensor, light: torch.Tensor, w: tor
     blend of the picture with the code bit: affine in Y inside the module, so the module keeps its texture."""
     goal = light.to(y.dtype)
     delta = shape * (goal - y)
+    bounds = threshold_bounds(t, sigma_t)
 
     def prob(s):
-        return torch.einsum("ijxy,xy->ij", threshold_probability(y + s[..., None, None] * delta, t, light, sigma_t), w)
+        p = threshold_probability(y + s[..., None, None] * delta, t, light, sigma_t, bounds)
+        return torch.einsum("ijxy,xy->ij", p, w)
 
     zero = torch.zeros(y.shape[:2], dtype=y.dtype)
     need = prob(zero) < p_min

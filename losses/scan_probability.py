@@ -86,15 +86,11 @@ def normal_icdf(p: torch.Tensor) -> torch.Tensor:
 
 def _box_sum_1d(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
     """Sum over [i − r, i + r] along `dim`, zero outside (cumulative-sum trick, O(N), differentiable)."""
+    dim = dim % x.dim()
     n = x.shape[dim]
-    shape = list(x.shape)
-    shape[dim] = 1
-    zero = x.new_zeros(shape)
-    c = torch.cat([zero, torch.cumsum(x, dim=dim)], dim=dim)          # c[k] = sum of x[:k]
-    idx = torch.arange(n, device=x.device)
-    hi = torch.clamp(idx + r + 1, max=n)
-    lo = torch.clamp(idx - r, min=0)
-    return c.index_select(dim, hi) - c.index_select(dim, lo)
+    pad = [0, 0] * (x.dim() - 1 - dim) + [r + 1, r]                  # F.pad lists the last dimension first
+    c = torch.nn.functional.pad(x, pad).cumsum(dim)                  # c[k] = sum of x[:k − r]
+    return c.narrow(dim, 2 * r + 1, n) - c.narrow(dim, 0, n)
 
 
 def local_mean(lum: torch.Tensor, window_px: int) -> torch.Tensor:
@@ -116,15 +112,22 @@ def window_px(geometry: Geometry, window: float) -> int:
     return k if k % 2 else k + 1
 
 
-def threshold_probability(lum: torch.Tensor, threshold: torch.Tensor, light: torch.Tensor,
-                          sigma_t: float) -> torch.Tensor:
-    """Per pixel, the probability that a threshold T ~ N(threshold, σ_t²) limited to [0, 1] binarises the pixel
-    to the wanted colour (light where `light` is true): the truncated-normal CDF of ARTUP eq. 10–12."""
+def threshold_bounds(threshold: torch.Tensor, sigma_t: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(CDF at 0, CDF mass in [0, 1]) of T ~ N(threshold, σ_t²): the truncation of eq. 10–12, which depends on the
+    threshold only — a loop over luminances at one threshold computes it once."""
     s = max(float(sigma_t), 1e-6)
     a = normal_cdf(-threshold / s)
-    b = normal_cdf((1.0 - threshold) / s)
+    return a, torch.clamp(normal_cdf((1.0 - threshold) / s) - a, min=1e-12)
+
+
+def threshold_probability(lum: torch.Tensor, threshold: torch.Tensor, light: torch.Tensor,
+                          sigma_t: float, bounds: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Per pixel, the probability that a threshold T ~ N(threshold, σ_t²) limited to [0, 1] binarises the pixel
+    to the wanted colour (light where `light` is true): the truncated-normal CDF of ARTUP eq. 10–12. `bounds`:
+    `threshold_bounds(threshold, sigma_t)`, when already known."""
+    s = max(float(sigma_t), 1e-6)
+    a, mass = threshold_bounds(threshold, sigma_t) if bounds is None else bounds
     x = normal_cdf((lum - threshold) / s)
-    mass = torch.clamp(b - a, min=1e-12)
     p_light = torch.clamp((x - a) / mass, 0.0, 1.0)
     return torch.where(light, p_light, 1.0 - p_light)
 
