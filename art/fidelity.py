@@ -278,9 +278,7 @@ def _plan(src: np.ndarray, cand: _Candidate, spare_share: float, p_min: float, c
     proxy = np.where(_unlit(cand, cfg), y0, proxy)
     if "functions" not in cand.cache:
         cand.cache["functions"] = function_and_strip(y0.shape, qr, cfg.quiet_width, cfg.strip)
-    sel, light = cand.cache["functions"]
-    predicted = {name: float(ssim_map(y0, proxy if band is None else np.where(sel, squeeze(y0, light, *band),
-                                                                                proxy)).mean())
+    predicted = {name: float(ssim_map(y0, _functions(cand, y0, proxy, band)).mean())
                  for name, band in FUNCTION_STYLES.items()}
     return {"kept": kept, "counts": counts, "spare": spare, "g1": g1, "base": base, "y0": y0,
             "predicted": predicted}
@@ -292,6 +290,15 @@ def _unlit(cand: _Candidate, cfg: ArtConfig) -> np.ndarray:
         shape, qr, q = cand.cache["y0"].shape, cand.qr_crop, cfg.quiet_width
         cand.cache["unlit"] = strip_pixels(shape, qr, q, "full") & ~strip_pixels(shape, qr, q, cfg.strip)
     return cand.cache["unlit"]
+
+
+def _functions(cand: _Candidate, y0: np.ndarray, g: np.ndarray, band: tuple[float, float] | None) -> np.ndarray:
+    """`g` with the function patterns and strip of a squeezed style (`band`; None: `g` as it is): drawn ones the
+    picture squeezed into the band, `UNDRAWN` ones the picture."""
+    if band is None:
+        return g
+    sel, light, undrawn = cand.cache["functions"]
+    return np.where(sel, squeeze(y0, light, *band), np.where(undrawn, y0, g))
 
 
 def _draw(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, plan: dict, cfg: ArtConfig,
@@ -321,10 +328,7 @@ def _draw(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, plan: dict, cfg
     # the strip `cfg.strip` does not draw is the picture; the next style at this level redraws only the
     # function patterns
     g = plan["gray"] = np.where(_unlit(cand, cfg), y0, g)
-    band = FUNCTION_STYLES[style]
-    if band is not None:
-        sel, light = cand.cache["functions"]
-        g = np.where(sel, squeeze(y0, light, *band), g)
+    g = _functions(cand, y0, g, FUNCTION_STYLES[style])    # crisp keeps ARTUP's patterns
     out = rgb.copy()
     moved = np.abs(g - y0) > 1e-6
     out[moved] = match_luminance(rgb[moved], g[moved], cfg.colour)

@@ -23,7 +23,9 @@ large as fits (`qr.render.placement`, whole pixels per module); every pixel outs
   art_scale08  `art` with the code and its strip on 0.8 of the shorter side (code_scale=0.8; not 1:1 with the rest)
   art_M / art_Q / art_H   `art` with one error-correction level only
 SSIM: skimage `structural_similarity` on the whole picture, RGB, data range 255, output vs input. SSR: the full
-`run_suite` (21 camera views + 37 qr-verify presets), payload checked, per decoder. pass: strict clean decode with
+`run_suite` (21 camera views + 37 qr-verify presets), payload checked, per decoder. zbar: the same 58 views read by
+a third decoder that neither tuning nor `art`'s verification ever used (pyzbar; `apt install libzbar0` and
+`pip install pyzbar`), "-" when it is not installed; not part of pass. pass: strict clean decode with
 zxing and WeChat and SSR ≥ 95 % on both. s: wall time to make the output, verification included for art (its
 loop verifies), and ARTUP's own camera-group checks included for artup; the final full-suite check of the table
 is not timed. Run with OMP_NUM_THREADS=1; torch runs one thread.
@@ -49,8 +51,8 @@ from aesthetic_qr.art.fidelity import ArtConfig, art  # noqa: E402
 from aesthetic_qr.qr import encode  # noqa: E402
 from aesthetic_qr.qr.pixels import load_picture, ssim_rgb  # noqa: E402
 from aesthetic_qr.qr.render import placement  # noqa: E402
-from aesthetic_qr.scan.camera import run_suite  # noqa: E402
-from aesthetic_qr.scan.decoders import decode  # noqa: E402
+from aesthetic_qr.scan.camera import build_variants, run_suite  # noqa: E402
+from aesthetic_qr.scan.decoders import decode, to_gray_u8  # noqa: E402
 
 PICTURES = ("astronaut", "camera", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field",
             "brick", "grass", "gravel", "logo", "colorwheel")
@@ -140,6 +142,19 @@ METHODS = {
 }
 
 
+def zbar_ssr(img: np.ndarray, qr) -> float | None:
+    """Share of the suite's views (the same `build_variants` views) zbar reads with the payload; None without
+    pyzbar."""
+    try:
+        from pyzbar import pyzbar
+    except ImportError:   # pyzbar, or the zbar shared library it loads, is not installed
+        return None
+    views, _ = build_variants(img, qr=qr)
+    want = qr.payload if isinstance(qr.payload, bytes) else qr.payload.encode("utf-8")
+    return float(np.mean([any(r.data == want for r in pyzbar.decode(to_gray_u8(v), symbols=[pyzbar.ZBarSymbol.QRCODE]))
+                          for _, _, v in views]))
+
+
 def evaluate(pic: np.ndarray, row: dict) -> dict:
     img, qr = row["image"], row["qr"]
     clean = decode(img, ("zxing", "wechat"), expected=qr.payload)
@@ -149,10 +164,14 @@ def evaluate(pic: np.ndarray, row: dict) -> dict:
     q = int(round(QUIET * g.module_px))
     side = qr.size * g.module_px
     outside[g.origin[1] - q:g.origin[1] + side + q, g.origin[0] - q:g.origin[0] + side + q] = False
-    return {"ssim": ssim_rgb(pic, img), "zxing": suite.ssr["zxing"], "wechat": suite.ssr["wechat"],
+    return {"ssim": ssim_rgb(pic, img), "zxing": suite.ssr["zxing"], "wechat": suite.ssr["wechat"], "zbar": zbar_ssr(img, qr),
             "clean": all(r.match for r in clean.values()),
             "pass": all(r.match for r in clean.values()) and suite.min_ssr >= 0.95,
             "outside_untouched": bool((img[outside] == pic[outside]).all())}
+
+
+def _share(v: float | None) -> str:
+    return f"{'-':>6s}" if v is None else f"{v:6.3f}"
 
 
 def main(argv=None) -> int:
@@ -178,8 +197,8 @@ def main(argv=None) -> int:
     if a.save:
         os.makedirs(a.save, exist_ok=True)
     rows = []
-    print(f"{'picture':21s} {'payload':7s} {'method':13s} {'SSIM':>6s} {'zxing':>6s} {'WeChat':>6s} {'pass':>4s} "
-          f"{'s':>5s}  detail")
+    print(f"{'picture':21s} {'payload':7s} {'method':13s} {'SSIM':>6s} {'zxing':>6s} {'WeChat':>6s} {'zbar':>6s} "
+          f"{'pass':>4s} {'s':>5s}  detail")
     for name in names:
         pic = square(load_picture(sources[name])) if name in sources else picture(name)
         for pl in a.payloads.split(","):
@@ -190,13 +209,13 @@ def main(argv=None) -> int:
                        "detail": made["detail"], "art": made.get("json")}
                 rows.append(row)
                 print(f"{name:21s} {pl:7s} {m:13s} {ev['ssim']:6.3f} {ev['zxing']:6.3f} {ev['wechat']:6.3f} "
-                      f"{'yes' if ev['pass'] else 'NO':>4s} {made['seconds']:5.2f}  {made['detail']}"
+                      f"{_share(ev['zbar'])} {'yes' if ev['pass'] else 'NO':>4s} {made['seconds']:5.2f}  {made['detail']}"
                       f"{'' if ev['outside_untouched'] else '  (pixels outside the code changed!)'}", flush=True)
                 if a.save:
                     cv2.imwrite(os.path.join(a.save, f"{name}_{pl}_{m}.png"), made["image"][:, :, ::-1])
     print()
-    print(f"{'mean':21s} {'payload':7s} {'method':13s} {'SSIM':>6s} {'zxing':>6s} {'WeChat':>6s} {'pass':>6s} "
-          f"{'s':>5s} {'max s':>5s}")
+    print(f"{'mean':21s} {'payload':7s} {'method':13s} {'SSIM':>6s} {'zxing':>6s} {'WeChat':>6s} {'zbar':>6s} "
+          f"{'pass':>6s} {'s':>5s} {'max s':>5s}")
     for pl in a.payloads.split(",") + ["all"]:
         for m in methods:
             sel = [r for r in rows if r["method"] == m and (pl == "all" or r["payload"] == pl)]
@@ -205,8 +224,9 @@ def main(argv=None) -> int:
             def mean(k, sel=sel):
                 return float(np.mean([r[k] for r in sel]))
 
+            zbar = None if any(r["zbar"] is None for r in sel) else mean("zbar")
             print(f"{'':21s} {pl:7s} {m:13s} {mean('ssim'):6.3f} {mean('zxing'):6.3f} {mean('wechat'):6.3f} "
-                  f"{sum(r['pass'] for r in sel):>3d}/{len(sel):<2d} {mean('seconds'):5.2f} "
+                  f"{_share(zbar)} {sum(r['pass'] for r in sel):>3d}/{len(sel):<2d} {mean('seconds'):5.2f} "
                   f"{max(r['seconds'] for r in sel):5.2f}")
     if a.save:
         with open(os.path.join(a.save, "rows.json"), "w") as f:

@@ -139,7 +139,7 @@ def test_function_patterns_and_strip_carry_the_picture_squeezed(result):
     own texture (luminance strongly correlated with the input's), dark under DARK_MAX, light over LIGHT_MIN."""
     assert result.function_style == "picture" == result.attempts[0]["function_style"]
     pic = _picture()
-    sel, light = function_and_strip(pic.shape[:2], result.qr, 1.0)
+    sel, light, undrawn = function_and_strip(pic.shape[:2], result.qr, 1.0)
     y_in, y_out = luminance(pic.astype(np.float32) / 255), luminance(result.image.astype(np.float32) / 255)
     assert (y_out[sel & ~light] <= DARK_MAX + 2 / 255).all() and (y_out[sel & light] >= LIGHT_MIN - 2 / 255).all()
     for side in (light, ~light):
@@ -149,6 +149,10 @@ def test_function_patterns_and_strip_carry_the_picture_squeezed(result):
     data_pixels[g.origin[1]:g.origin[1] + n * g.module_px, g.origin[0]:g.origin[0] + n * g.module_px] = np.kron(
         ~result.qr.function_mask.astype(bool), np.ones((g.module_px, g.module_px), bool))
     assert not (sel & data_pixels).any()
+    # the timing patterns are not drawn: the picture's own bytes (zxing, WeChat and zbar do not read them)
+    n_timing = 2 * (n - 16)
+    assert undrawn.sum() == n_timing * g.module_px ** 2 and not (undrawn & sel).any()
+    assert np.array_equal(result.image[undrawn], pic[undrawn])
 
 
 def test_a_style_that_fails_falls_back_at_the_same_level(monkeypatch):
