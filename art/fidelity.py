@@ -7,7 +7,8 @@ level (M, Q, H by default; the smallest version that holds the text at that leve
 
 1. Placement. The symbol plus a `quiet_width`-module strip is centred in the picture, as large as fits the shorter
    side (whole pixels per module; `code_scale` < 1 draws it smaller). The output has the input's size; pixels
-   outside the symbol and its strip are the input's, bit for bit.
+   outside the symbol and its strip are the input's, bit for bit, and so is the part of the strip `strip` does
+   not draw (by default all of it but the frame beside the three finders).
 2. Binary stage. ARTUP's reshuffle (`follow_picture`, priority "artup", all masks) on the part of the picture the
    symbol covers: the free bits follow the picture.
 3. Cost. ARTUP's grayscale stage at the level's p_min with every module constrained prices each module: Σ over
@@ -18,9 +19,12 @@ level (M, Q, H by default; the smallest version that holds the text at that leve
    p_min 0 in the final grayscale stage (ARTUP's per-module p_min array), so they stay exactly the picture.
    Remainder bits (no codeword) are left as the picture too. spare = ⌈share · t⌉. The quiet strip is the cost
    pass's (ARTUP's quiet zone takes the smallest p_min, which would be 0 here).
-5. Colour: ARTUP's hue-keeping `match_luminance` on the pixels whose luminance moved; every other pixel keeps the
+5. Function patterns (`art/texture.py`): in the squeezed styles, finders, separators, alignment and format
+   modules and the drawn strip are the picture's luminance squeezed dark or light; the timing patterns stay the
+   picture. Crisp keeps ARTUP's patterns.
+6. Colour: ARTUP's hue-keeping `match_luminance` on the pixels whose luminance moved; every other pixel keeps the
    input's bytes.
-6. Verification decides. A robustness level is a (spare share, p_min) pair of `levels`, least robust first. The
+7. Verification decides. A robustness level is a (spare share, p_min) pair of `levels`, least robust first. The
    search is best-first over (candidate, level): each candidate starts at `robustness`; the one with the highest
    predicted SSIM (the cost pass with the spent modules put back, luminance SSIM over the work crop) is drawn
    and verified — a strict clean decode with every decoder (payload equal), then the full simulated-camera

@@ -60,11 +60,12 @@ class AQRArt(AQRNode):
                                        "passed."),
                 io.Combo.Input("function_style", options=list(FUNCTION_STYLES), default=DEFAULTS.function_style,
                                optional=True,
-                               tooltip="How the finders, timing and format modules and the light strip are drawn, "
-                                       "the first style tried at each level: picture = the picture's own texture "
-                                       "squeezed dark (≤ 0.3) or light (≥ 0.55); firm = squeezed harder (0.2 / "
-                                       "0.65); crisp = black and white. A style the camera suite refuses falls "
-                                       "back to the next at the same level."),
+                               tooltip="How the finders, alignment and format modules and the light strip are "
+                                       "drawn, the first style tried at each level: picture = the picture's own "
+                                       "texture squeezed dark (≤ 0.3) or light (≥ 0.55), the timing patterns left "
+                                       "as the picture; firm = squeezed harder (0.2 / 0.65); crisp = black and "
+                                       "white, timing patterns too. A style the camera suite refuses falls back "
+                                       "to the next at the same level."),
                 io.Combo.Input("strip", options=list(STRIPS), default=DEFAULTS.strip, optional=True,
                                tooltip="Where the one-module light strip around the code is drawn: finders = "
                                        "only beside the three finders, which need it (the rest of the edge stays "

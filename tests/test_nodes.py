@@ -533,10 +533,13 @@ def test_art_keeps_the_picture_outside_the_code_and_verifies(comfy_nodes, pictur
     assert x0 > 0 and torch.equal((image[:, :, :x0] * 255).round(), (wide[:, :, :x0] * 255).round())
     assert reads(image, TEXT) == {"zxing": True, "wechat": True}
     assert progress and progress[-1][0] == progress[-1][1]
-    assert summary["function_style"] in ("picture", "firm", "crisp")
+    assert summary["function_style"] in ("picture", "firm", "crisp") and summary["strip"] == "finders"
+    p, (ox, oy), side = qr.geometry.module_px, qr.geometry.origin, qr.size * qr.geometry.module_px
+    mid_left = (slice(oy + side // 2 - p, oy + side // 2 + p), slice(ox - p, ox))   # strip beside no finder
+    assert torch.equal((image[0][mid_left] * 255).round(), (wide[0][mid_left] * 255).round())
     crisp = json.loads(run(comfy_nodes, "AQR_Art", image=wide, text=TEXT, error_correction="M",
-                           function_style="crisp").args[3])
-    assert crisp["function_style"] == "crisp" and crisp["pass"] is True
+                           function_style="crisp", strip="full").args[3])
+    assert crisp["function_style"] == "crisp" and crisp["strip"] == "full" and crisp["pass"] is True
 
 
 def test_art_needs_a_message(comfy_nodes, picture):

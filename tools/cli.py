@@ -636,9 +636,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera-ssr", type=_float_range(0.5, 1.0), default=0.95,
                    help="share of camera views each decoder must read")
     p.add_argument("--function-style", choices=list(FUNCTION_STYLES), default="picture",
-                   help="how finders, timing/format modules and the light strip are drawn, the first tried at each "
-                        "level: the picture's texture squeezed dark/light (picture), harder (firm), or black and "
-                        "white (crisp); a style the suite refuses falls back to the next")
+                   help="how finders, alignment/format modules and the light strip are drawn, the first tried at "
+                        "each level: the picture's texture squeezed dark/light with the timing patterns left as the "
+                        "picture (picture), squeezed harder (firm), or everything black and white (crisp); a style "
+                        "the suite refuses falls back to the next")
     p.add_argument("--strip", choices=list(STRIPS), default="finders",
                    help="where the light strip around the code is drawn: only beside the finders (the rest of the "
                         "edge stays the picture) or all the way round (full)")
