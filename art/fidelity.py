@@ -56,7 +56,7 @@ from ..qr.render import placement
 from ..qr.tables import ECLS
 from ..scan.analysis import analyze
 from ..scan.camera import SuiteResult, qrverify_presets, run_suite
-from ..scan.decoders import KNOWN_DECODERS, decode
+from ..scan.decoders import KNOWN_DECODERS, decode, require
 from .artup import ArtupConfig, grayscale_stage
 from .colour import COLOUR_MODES, match_luminance
 from .follow import follow_picture
@@ -393,6 +393,7 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
     if not isinstance(text, str) or not text:
         raise QRInputError("text is empty: give the message to encode")
     cfg = config
+    require(cfg.decoders)       # a decoder that cannot run would fail every attempt, slowly
     t_start = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -420,7 +421,8 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
             clean, suite, ok = verify(img, c.qr, cfg.decoders, cfg.camera_ssr)
             ssr = dict(suite.ssr) if suite is not None else {d: 0.0 for d in cfg.decoders}
             attempts.append({"level": level, "function_style": styles[style], "ecl": c.ecl,
-                             "version": c.qr.version, "ssim": round(s, 4), "predicted": round(pl["predicted"][styles[style]], 4),
+                             "version": c.qr.version, "ssim": round(s, 4),
+                             "predicted": round(pl["predicted"][styles[style]], 4),
                              "clean": clean, "ssr": {k: round(v, 3) for k, v in ssr.items()}, "pass": ok})
             score = (ok, all(clean.values()), min(ssr.values()), s)
             record = (score, level, styles[style], s, c, img, kept, counts, spare, clean, ssr, suite)

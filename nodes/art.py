@@ -12,6 +12,7 @@ from ..art.texture import FUNCTION_STYLES, STRIPS
 from .inputs import AQRNode, code_or_text
 from .tensors import image_batch_to_numpy, numpy_to_image, per_image
 from .types import QRCodeType
+from .verify import DECODER_CHOICES, DECODERS_TOOLTIP, chosen_decoders
 
 DEFAULTS = ArtConfig()
 LEVEL_CHOICES = {"M, Q, H": ("M", "Q", "H"), "M": ("M",), "Q": ("Q",), "H": ("H",)}
@@ -70,6 +71,10 @@ class AQRArt(AQRNode):
                                tooltip="Where the one-module light strip around the code is drawn: finders = "
                                        "only beside the three finders, which need it (the rest of the edge stays "
                                        "the picture); full = all the way round."),
+                io.Combo.Input("decoders", options=list(DECODER_CHOICES), default="zxing + wechat", optional=True,
+                               tooltip="The decoders that must read the payload, clean and over the camera suite, "
+                                       "for a level to pass; more decoders climb to a more robust level." +
+                                       DECODERS_TOOLTIP),
             ],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="The picture with the code drawn in, its own size."),
@@ -83,11 +88,13 @@ class AQRArt(AQRNode):
 
     @classmethod
     def execute(cls, image, text, error_correction, robustness, budget, code_scale, camera_ssr, max_seconds,
-                qr_code=None, function_style=DEFAULTS.function_style, strip=DEFAULTS.strip) -> io.NodeOutput:
+                qr_code=None, function_style=DEFAULTS.function_style, strip=DEFAULTS.strip,
+                decoders="zxing + wechat") -> io.NodeOutput:
         source = code_or_text(qr_code, text, "AQR_Art", module_px=None, border=1, multiple=1)
         config = ArtConfig(ecls=LEVEL_CHOICES[error_correction], robustness=robustness, budget=budget,
                            code_scale=code_scale, camera_ssr=camera_ssr, max_seconds=max_seconds or None,
-                           function_style=function_style, strip=strip)
+                           function_style=function_style, strip=strip,
+                           decoders=chosen_decoders(decoders, "AQR_Art"))
         pictures = image_batch_to_numpy(image)
         bar = comfy.utils.ProgressBar(len(pictures))
         images, lines, codes, passed = [], [], [], True

@@ -38,7 +38,8 @@ class AQRPickBest(AQRNode):
     @classmethod
     def execute(cls, image, qr_code, decoders, suite, min_ssr, margin) -> io.NodeOutput:
         require_code_geometry("AQR_PickBest", qr_code)
-        ranked = rank(image_batch_to_numpy(image), qr_code, **pass_criteria(decoders, suite, min_ssr, margin))
+        criteria = pass_criteria(decoders, suite, min_ssr, margin, "AQR_PickBest")
+        ranked = rank(image_batch_to_numpy(image), qr_code, **criteria)
         best = ranked[0]
         report = f"best: item {best.index} ({'PASS' if best.passed else 'FAIL'})\n{table(ranked)}"
         picked = image[best.index:best.index + 1]

@@ -120,7 +120,7 @@ class AQRScanSampler(AQRNode):
         def decode(latent):
             return image_batch_to_numpy(vae.decode(latent))[0]
 
-        criteria = pass_criteria(decoders, suite, min_ssr, margin)
+        criteria = pass_criteria(decoders, suite, min_ssr, margin, "AQR_ScanSampler")
 
         def check(image, number):
             return judge(image, number, qr_code, **criteria)

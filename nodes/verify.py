@@ -3,12 +3,27 @@ per-module error heatmap and show the report."""
 
 from comfy_api.latest import io, ui
 
+from ..qr.errors import QRInputError
+from ..scan.decoders import OPTIONAL_DECODERS, require
 from ..scan.report import VERDICT_KEY, verify_image
 from .inputs import AQRNode
 from .tensors import image_batch_to_numpy, numpy_to_image, per_image
 from .types import QRCodeType
 
-DECODER_CHOICES = {"zxing + wechat": ("zxing", "wechat"), "zxing": ("zxing",), "wechat": ("wechat",)}
+DECODER_CHOICES = {"zxing + wechat": ("zxing", "wechat"), "zxing": ("zxing",), "wechat": ("wechat",),
+                   "zxing + wechat + zbar": ("zxing", "wechat", "zbar")}
+DECODERS_TOOLTIP = " zbar is a third, independent decoder: install the zbar library and `pip install pyzbar` first."
+
+
+def chosen_decoders(choice: str, node: str) -> tuple[str, ...]:
+    """The decoders of a `decoders` choice; an optional one that is not installed is a one-line error (a missing
+    zxing or WeChat shows in the report instead, as before)."""
+    names = DECODER_CHOICES[choice]
+    try:
+        require([d for d in names if d in OPTIONAL_DECODERS])
+    except QRInputError as e:
+        raise ValueError(f"{node}: {e}; or choose 'zxing + wechat'") from None
+    return names
 
 
 def pass_inputs(what: str, suite: bool) -> list:
@@ -16,7 +31,7 @@ def pass_inputs(what: str, suite: bool) -> list:
     judge `what` ("each candidate", "each attempt")."""
     return [
         io.Combo.Input("decoders", options=list(DECODER_CHOICES), default="zxing + wechat",
-                       tooltip=f"Which decoders must read the payload in {what} for a pass."),
+                       tooltip=f"Which decoders must read the payload in {what} for a pass." + DECODERS_TOOLTIP),
         io.Boolean.Input("suite", default=suite,
                          tooltip=f"Also require the simulated-camera suite for {what} (about a second each); off "
                                  f"judges the clean picture only."),
@@ -28,9 +43,9 @@ def pass_inputs(what: str, suite: bool) -> list:
     ]
 
 
-def pass_criteria(decoders: str, suite: bool, min_ssr: float, margin: int) -> dict:
+def pass_criteria(decoders: str, suite: bool, min_ssr: float, margin: int, node: str) -> dict:
     """`pass_inputs`' values as `scan.pick.judge`'s keyword arguments."""
-    return {"decoders": DECODER_CHOICES[decoders], "suite": suite, "min_ssr": min_ssr, "margin": margin}
+    return {"decoders": chosen_decoders(decoders, node), "suite": suite, "min_ssr": min_ssr, "margin": margin}
 
 
 class AQRVerify(AQRNode):
@@ -54,7 +69,7 @@ class AQRVerify(AQRNode):
                 io.String.Input("expected_text", optional=True, default="",
                                 tooltip="Expected payload. Leave empty to use the QR_CODE's text."),
                 io.Combo.Input("decoders", options=list(DECODER_CHOICES), default="zxing + wechat",
-                               tooltip="Which decoders must read the payload for a pass."),
+                               tooltip="Which decoders must read the payload for a pass." + DECODERS_TOOLTIP),
                 io.Boolean.Input("suite", default=False,
                                  tooltip="Also run the simulated-camera suite (about 60 degraded views: blur, "
                                          "downscale, JPEG, brightness, noise, rotation, tilt, occlusion and "
@@ -81,9 +96,10 @@ class AQRVerify(AQRNode):
         expected = expected_text or (qr_code.text if qr_code is not None else None)
         if expected is None:
             raise ValueError("AQR_Verify: connect a QR_CODE or type the expected text")
+        names = chosen_decoders(decoders, "AQR_Verify")
         reports, heatmaps = [], []
         for picture in image_batch_to_numpy(image):
-            rep = verify_image(picture, expected, qr_code, suite=suite, decoders=DECODER_CHOICES[decoders],
+            rep = verify_image(picture, expected, qr_code, suite=suite, decoders=names,
                                min_ssr=min_ssr)
             reports.append(rep)
             heat = rep.analysis.heatmap if rep.analysis is not None else None

@@ -1,9 +1,11 @@
-"""Real QR decoders behind one call: zxing-cpp and OpenCV's WeChat detector.
+"""Real QR decoders behind one call: zxing-cpp, OpenCV's WeChat detector and (optional) zbar.
 
 WeChat runs in worker processes (`qr.wechat`): it segfaults on some pictures, and a crash must cost one unread
 picture, not the host. Both libraries are imported lazily, so a missing `zxingcpp` or `cv2` never breaks
 importing the package; the decoder is then reported as unavailable (`DecodeResult.error` says why) instead of
-raising.
+raising. zbar (pyzbar over the zbar C library) is a third, independent reader for checks; it is not installed
+with the pack, because pip cannot install its C library (`apt install libzbar0` / `brew install zbar`, then
+`pip install pyzbar`).
 
 Images may be float in [0, 1] or uint8, gray (H×W or H×W×1), RGB (H×W×3) or RGBA (alpha is dropped). Both
 decoders binarise luminance, so the image is converted once to 8-bit gray with the Rec.601 weights
@@ -31,14 +33,16 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..qr.errors import QRInputError
 from ..qr.optional import opencv
 from ..qr.pixels import to_gray_u8
 from . import wechat
 
 DEFAULT_DECODERS = ("zxing", "wechat")
-KNOWN_DECODERS = ("zxing", "zxing_pure", "wechat")
+KNOWN_DECODERS = ("zxing", "zxing_pure", "wechat", "zbar")
 MAX_DECODE_SIDE = 2048  # longest side decoders are given; larger images are shrunk first (a camera never sees more)
 TEXT_UNTIL_NUL = ("wechat",)  # decoders whose results end at the payload's first NUL character
+OPTIONAL_DECODERS = ("zbar",)  # not installed with the pack: asking for one that is missing is an error
 
 
 @dataclass
@@ -94,11 +98,28 @@ def _zxing():
     return v
 
 
+def _zbar():
+    """pyzbar's decode function and its QR symbol type, or raise ImportError with a reason."""
+    if "zbar" not in _state:
+        try:
+            from pyzbar import pyzbar  # noqa: PLC0415
+            _state["zbar"] = (pyzbar.decode, [pyzbar.ZBarSymbol.QRCODE])
+        except Exception as e:  # ImportError: no pyzbar, or pyzbar without the zbar C library
+            _state["zbar"] = ImportError(f"zbar is not usable ({type(e).__name__}: {e}); install the zbar library "
+                                         f"(`apt install libzbar0`, `brew install zbar`) and `pip install pyzbar`")
+    v = _state["zbar"]
+    if isinstance(v, Exception):
+        raise v
+    return v
+
+
 def available(name: str) -> tuple[bool, str | None]:
     """(usable, reason if not) for a decoder name."""
     try:
         if name in ("zxing", "zxing_pure"):
             _zxing()
+        elif name == "zbar":
+            _zbar()
         elif name == "wechat":
             _run_wechat(np.zeros((21, 21), np.uint8))
         else:
@@ -106,6 +127,14 @@ def available(name: str) -> tuple[bool, str | None]:
     except ImportError as e:
         return False, str(e)
     return True, None
+
+
+def require(decoders) -> None:
+    """Raise QRInputError (one line) naming the first decoder of `decoders` that cannot run, and why."""
+    for name in decoders:
+        ok, why = available(name)
+        if not ok:
+            raise QRInputError(f"decoder {name} is not available: {why}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -196,6 +225,11 @@ def _run_wechat(gray: np.ndarray):
     return [(t, None, None, None) for t in texts]
 
 
+def _run_zbar(gray: np.ndarray):
+    read, symbols = _zbar()
+    return [(b.data.decode("utf-8", "replace"), bytes(b.data), None, None) for b in read(gray, symbols=symbols)]
+
+
 def decode_gray(gray: np.ndarray, name: str, expected=None, *, fast: bool = False) -> DecodeResult:
     """Decode an already converted uint8 gray image with one decoder."""
     res = DecodeResult(decoder=name)
@@ -207,6 +241,8 @@ def decode_gray(gray: np.ndarray, name: str, expected=None, *, fast: bool = Fals
             found = _run_zxing(gray, pure=True, fast=fast)
         elif name == "wechat":
             found = _run_wechat(gray)
+        elif name == "zbar":
+            found = _run_zbar(gray)
         else:
             raise ValueError(f"unknown decoder {name!r}; known: {', '.join(KNOWN_DECODERS)}")
     except ImportError as e:
@@ -240,8 +276,8 @@ def decode(image, decoders=DEFAULT_DECODERS, expected=None, *, fast: bool = Fals
     decoders: names from KNOWN_DECODERS — "zxing" (zxing-cpp with its default search: rotations, downscaling,
     inverted codes; QR Model 2 only, Micro QR and rMQR results are dropped), "zxing_pure" (zxing with
     `is_pure=True`: a perfectly aligned synthetic code, no search; it takes the first dark pixel as the corner,
-    so anything dark in the quiet zone breaks it) and "wechat" (OpenCV-contrib WeChatQRCode without its CNN
-    models: the whole image is one candidate, so it reads one code per image).
+    so anything dark in the quiet zone breaks it), "wechat" (OpenCV-contrib WeChatQRCode without its CNN
+    models: the whole image is one candidate, so it reads one code per image) and "zbar" (optional, see above).
     expected: the payload (str or bytes) to check; `match` stays None without it.
     fast: zxing skips the inverted-image pass (light-on-dark codes are then missed).
     An image longer than MAX_DECODE_SIDE is shrunk first (`DecodeResult.downscaled`).

@@ -80,6 +80,19 @@ else
     echo "[setup] note: no chromium/chromedriver and no root for apt: tests/test_browser.py will skip" >&2
 fi
 
+# zbar, the optional third decoder (`decoders=... zbar`): pyzbar comes with the dev requirements, its C library from
+# Debian's libzbar0 when apt can be run; otherwise the zbar tests skip.
+if ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0'; then
+    echo "[setup] libzbar0 present"
+elif command -v apt-get >/dev/null 2>&1 && { [[ $(id -u) -eq 0 ]] || sudo -n true 2>/dev/null; }; then
+    SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo -n"
+    echo "[setup] apt-get install libzbar0 (zbar, the optional third decoder)"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libzbar0 || {
+        $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libzbar0; }
+else
+    echo "[setup] note: no libzbar0 and no root for apt: the zbar tests will skip" >&2
+fi
+
 echo "[setup] this pack, editable, --no-deps"
 pip_install --no-deps -e "$ROOT"
 

@@ -125,6 +125,9 @@ CASES.update({
     "verify missing image": (["verify", "{dir}/nope.png", "--expect", "x"], "nope.png"),
     "verify image is not an image": (["verify", "{dir}/afile", "--expect", "x"], "afile"),
     "verify --expect and --qr": (["verify", "{pic}", "--expect", "x", "--qr", "{dir}/list.json"], "not allowed"),
+    "verify --decoders zbarcode": (["verify", "{pic}", "--expect", "x", "--decoders", "zxing,zbarcode"], "--decoders"),
+    "verify --decoders empty": (["verify", "{pic}", "--expect", "x", "--decoders", ","], "--decoders"),
+    "art --decoders quirc": (picture_job("art", "--decoders", "quirc"), "--decoders"),
     "artup --size-px 0": (picture_job("artup", "--size-px", "0"), "--size-px"),
     "artup --size-px -1": (picture_job("artup", "--size-px", "-1"), "--size-px"),
     "artup --size-px 1": (picture_job("artup", "--size-px", "1"), "--size-px"),
@@ -179,6 +182,18 @@ def test_bad_input_is_one_line_and_exit_2(case, files, capsys, monkeypatch):
     assert "Traceback" not in err and "None bits" not in err
     assert out == ""
     assert {p for p in files.rglob("*")} == before  # no output file, partial or whole (and no .part left)
+
+
+@pytest.mark.parametrize("job", ["verify", "art"])
+def test_a_missing_zbar_is_one_line_and_exit_2(job, files, capsys, monkeypatch):
+    from aesthetic_qr.scan import decoders
+
+    monkeypatch.setitem(decoders._state, "zbar", ImportError("no zbar here (test)"))
+    argv = ["verify", "{pic}", "--expect", "x"] if job == "verify" else with_out(picture_job("art"))
+    rc = cli.main(expand([*argv, "--decoders", "zxing,zbar"], files))
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("aesthetic-qr") and "decoder zbar is not available: no zbar here (test)" in err
 
 
 def test_follow_picture_refuses_a_version_out_of_range():

@@ -230,7 +230,8 @@ def test_model_free_picture_pipelines(comfyui, object_info, tmp_path):
 
 @pytest.mark.parametrize("node, name, value, message", [
     ("2", "min_ssr", "nan", "AQR_Verify: min_ssr must be a finite number"),
-    ("2", "decoders", "zbar", "AQR_Verify: decoders must be one of 'zxing + wechat', 'zxing', 'wechat'; got 'zbar'"),
+    ("2", "decoders", "zbar",
+     "AQR_Verify: decoders must be one of 'zxing + wechat', 'zxing', 'wechat', 'zxing + wechat + zbar'; got 'zbar'"),
     ("1", "size_multiple", "7", "AQR_Encode: size_multiple must be one of"),
 ])
 def test_bad_api_values_are_one_line_naming_the_input(comfyui, object_info, node, name, value, message):

@@ -10,8 +10,15 @@ import pytest
 from skimage import data
 
 from aesthetic_qr.art.fidelity import ArtConfig, art, spend_budget
-from aesthetic_qr.art.texture import (DARK_MAX, FINDER_FRAME, FUNCTION_STYLES, LIGHT_MIN, function_and_strip,
-                                     squeeze, strip_pixels)
+from aesthetic_qr.art.texture import (
+    DARK_MAX,
+    FINDER_FRAME,
+    FUNCTION_STYLES,
+    LIGHT_MIN,
+    function_and_strip,
+    squeeze,
+    strip_pixels,
+)
 from aesthetic_qr.qr import QRInputError, encode
 from aesthetic_qr.qr.pixels import luminance
 from aesthetic_qr.qr.render import placement
@@ -203,7 +210,7 @@ def test_placement():
     ("ecls", ("M", "X")), ("ecls", ()), ("levels", ((0.5, 1.5),)), ("levels", ((float("nan"), 0.9),)),
     ("robustness", 99), ("robustness", -1), ("cost", "mse"), ("code_scale", 0.0), ("code_scale", float("inf")),
     ("quiet_width", float("nan")), ("quiet_width", -1.0), ("iterations", 0), ("camera_ssr", 1.5),
-    ("decoders", ("zbar",)), ("max_seconds", float("nan")), ("max_seconds", -1.0), ("colour", "vivid"),
+    ("decoders", ("zbarcode",)), ("max_seconds", float("nan")), ("max_seconds", -1.0), ("colour", "vivid"),
     ("escalate", "yes"), ("budget", 1), ("function_style", "bold"), ("strip", "none"),
 ])
 def test_config_validation(field, value):
@@ -213,6 +220,14 @@ def test_config_validation(field, value):
     assert field in message and "\n" not in message
     with pytest.raises(QRInputError):
         dataclasses.replace(ArtConfig(), **{field: value})
+
+
+def test_a_decoder_that_cannot_run_is_refused_before_any_work(monkeypatch):
+    from aesthetic_qr.scan import decoders
+
+    monkeypatch.setitem(decoders._state, "zbar", ImportError("zbar is not usable (test)"))
+    with pytest.raises(QRInputError, match="^decoder zbar is not available: zbar is not usable \\(test\\)$"):
+        art(_picture(), TEXT, ArtConfig(decoders=("zxing", "wechat", "zbar")))
 
 
 def test_bad_inputs():

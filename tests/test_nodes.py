@@ -267,7 +267,7 @@ def test_image_and_mask_inputs_of_the_wrong_shape_are_named(comfy_nodes, code):
     ("AQR_Verify", {"min_ssr": math.nan, "suite": True}, "AQR_Verify: min_ssr must be a finite number, got nan"),
     ("AQR_Verify", {"min_ssr": "0.5"}, "AQR_Verify: min_ssr must be a finite number, got '0.5'"),
     ("AQR_Verify", {"decoders": "zbar"},
-     "AQR_Verify: decoders must be one of 'zxing + wechat', 'zxing', 'wechat'; got 'zbar'"),
+     "AQR_Verify: decoders must be one of 'zxing + wechat', 'zxing', 'wechat', 'zxing + wechat + zbar'; got 'zbar'"),
     ("AQR_ARTUP", {"window": math.nan, "text": TEXT}, "AQR_ARTUP: window must be a finite number, got nan"),
     ("AQR_FaceMask", {"grow": math.nan}, "AQR_FaceMask: grow must be a finite number, got nan"),
     ("AQR_FaceMask", {"unit": "foo"}, "AQR_FaceMask: unit must be one of 'face heights', 'pixels'; got 'foo'"),
@@ -824,6 +824,22 @@ def test_verify_passes_the_code_and_fails_noise(comfy_nodes, code):
                                   expected_text=TEXT, decoders="zxing").args
     assert passed is False and "image 0: PASS" in report and "image 1: FAIL" in report
     assert heatmap.shape == (2, *blueprint.shape[1:])  # no QR_CODE: the pictures themselves
+
+
+def test_verify_with_zbar_reads_with_three_decoders_or_says_how_to_install_it(comfy_nodes, code, monkeypatch):
+    from aesthetic_qr.scan import decoders
+
+    blueprint, qr = code
+    if decoders.available("zbar")[0]:
+        passed, report, _ = run(comfy_nodes, "AQR_Verify", image=blueprint, qr_code=qr,
+                                decoders="zxing + wechat + zbar").args
+        assert passed is True and all(name in report for name in ("zxing", "wechat", "zbar"))
+    monkeypatch.setitem(decoders._state, "zbar", ImportError("no zbar here (test)"))
+    for node, extra in (("AQR_Verify", {"qr_code": qr}), ("AQR_PickBest", {"qr_code": qr}),
+                        ("AQR_Art", {"text": TEXT})):
+        with pytest.raises(ValueError, match=f"^{node}: decoder zbar is not available: no zbar here \\(test\\); "
+                                             f"or choose 'zxing \\+ wechat'$"):
+            run(comfy_nodes, node, image=blueprint, decoders="zxing + wechat + zbar", **extra)
 
 
 @pytest.mark.parametrize("bad, error, fragment", [

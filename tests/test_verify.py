@@ -124,6 +124,35 @@ def test_unavailable_decoder_is_reported_not_raised(plain, monkeypatch):
     assert dec.available("zxing") == (False, "zxing-cpp is not usable (test)")
 
 
+ZBAR = dec.available("zbar")
+
+
+@pytest.mark.skipif(not ZBAR[0], reason=f"zbar is not installed: {ZBAR[1]}")
+def test_zbar_reads_a_rendered_code_and_checks_the_payload(plain):
+    qr, img = plain
+    res = decode(img, ("zxing", "zbar"), expected=TEXT)["zbar"]
+    assert res.decoded and res.match and res.text == TEXT and res.error is None
+    assert decode(img, ("zbar",), expected=TEXT.encode())["zbar"].match            # bytes compare whole
+    assert decode(img, ("zbar",), expected="something else")["zbar"].match is False
+    assert not decode(np.ones((200, 200), np.uint8) * 255, ("zbar",), expected=TEXT)["zbar"].decoded
+    report = verify_image(img, TEXT, qr, decoders=("zxing", "wechat", "zbar"))
+    assert report.passed and set(report.to_dict()["decoders"]) == {"zxing", "wechat", "zbar"}
+
+
+def test_a_missing_zbar_is_reported_by_decode_and_refused_by_require(plain, monkeypatch):
+    """zbar is optional: decode reports it unavailable (as for the others), and `require` — what `art` and the
+    nodes call for a decoder the user asked for — raises one line saying how to install it."""
+    _, img = plain
+    monkeypatch.setitem(dec._state, "zbar", ImportError("Unable to find zbar shared library (test)"))
+    assert decode(img, ("zbar",), expected=TEXT)["zbar"].error == "unavailable: Unable to find zbar shared library " \
+                                                                  "(test)"
+    dec.require(("zxing", "wechat"))
+    with pytest.raises(dec.QRInputError) as err:
+        dec.require(("zxing", "zbar"))
+    message = str(err.value)
+    assert message.startswith("decoder zbar is not available: Unable to find zbar") and "\n" not in message
+
+
 # ---- payloads a decoder cannot return whole, and images larger than a scanner sees
 
 def _code(text: str, module_px: int = 6):

@@ -53,6 +53,20 @@ def _path(value: str) -> str:
     return value
 
 
+def _decoders(value: str) -> tuple[str, ...]:
+    from ..scan.decoders import KNOWN_DECODERS  # noqa: PLC0415
+
+    names = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    unknown = [n for n in names if n not in KNOWN_DECODERS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a comma-separated list of {', '.join(KNOWN_DECODERS)}")
+    return names
+
+
+DECODERS_HELP = ("decoders that must read the payload, comma-separated (default zxing,wechat; zbar needs the zbar "
+                 "library and pyzbar)")
+
+
 def _version(value: str) -> int | None:
     if value == "auto":
         return None
@@ -144,12 +158,14 @@ def _read_code(path: str) -> QRCode:
 
 
 def cmd_verify(args: argparse.Namespace) -> dict:
+    from ..scan.decoders import OPTIONAL_DECODERS, require
     from ..scan.report import verify_image
 
     qr = _read_code(args.qr) if args.qr else None
     image = load_image(args.image)
     expected = args.expect if args.expect is not None else qr.text
-    report = verify_image(image, expected, qr=qr, suite=args.suite)
+    require([d for d in args.decoders if d in OPTIONAL_DECODERS])
+    report = verify_image(image, expected, qr=qr, suite=args.suite, decoders=args.decoders)
     return report.to_dict()
 
 
@@ -217,7 +233,7 @@ def cmd_art(args: argparse.Namespace) -> dict:
 
     config = ArtConfig(ecls=ART_LEVELS[args.ecl], robustness=args.robustness, budget=not args.no_budget,
                        code_scale=args.code_scale, camera_ssr=args.camera_ssr, seed=args.seed,
-                       function_style=args.function_style, strip=args.strip)
+                       function_style=args.function_style, strip=args.strip, decoders=args.decoders)
     result = art(load_image(args.image), args.text, config)
     save_image(result.image, args.out)
     out = {**result.to_json(), "out": args.out}
@@ -643,6 +659,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strip", choices=list(STRIPS), default="finders",
                    help="where the light strip around the code is drawn: only beside the finders (the rest of the "
                         "edge stays the picture) or all the way round (full)")
+    p.add_argument("--decoders", type=_decoders, default=("zxing", "wechat"), help=DECODERS_HELP)
     p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP)
     _common(p)
     p.set_defaults(func=cmd_art)
@@ -699,6 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--expect", type=_text, help="the payload the image must decode to")
     src.add_argument("--qr", type=_path, help="JSON written by `encode --json` (enables per-module error analysis)")
     p.add_argument("--suite", action="store_true", help="also run the simulated-camera suite (SSR per decoder)")
+    p.add_argument("--decoders", type=_decoders, default=("zxing", "wechat"), help=DECODERS_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
     return parser
