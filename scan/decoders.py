@@ -78,39 +78,44 @@ _lock = threading.Lock()
 _state: dict[str, object] = {}
 
 
-def _zxing():
-    """The zxingcpp module, or raise ImportError with a reason."""
-    if "zxing" not in _state:
+def _loaded(name: str, label: str, load, install: str):
+    """`load()`'s value, cached in `_state[name]`; a failure is cached too and raised as ImportError saying how to
+    install it."""
+    if name not in _state:
         try:
-            import zxingcpp  # noqa: PLC0415
-            bf = zxingcpp.BarcodeFormat
-            # zxing-cpp 3.x: `QRCode` is the family (Model 1/2, Micro, rMQR) and a Model 2 read reports
-            # format QRCode; asking for `QRCodeModel2` with is_pure=True returns an invalid empty result
-            # (3.1.1). So search the family and keep Model 2 results only.
-            keep = {bf.QRCode} | ({bf.QRCodeModel2} if hasattr(bf, "QRCodeModel2") else set())
-            _state["zxing"] = (zxingcpp, bf.QRCode, keep)
+            _state[name] = load()
         except Exception as e:  # ImportError, or a broken binary
-            _state["zxing"] = ImportError(f"zxing-cpp is not usable ({type(e).__name__}: {e}); "
-                                          f"install it with `pip install zxing-cpp`")
-    v = _state["zxing"]
+            _state[name] = ImportError(f"{label} is not usable ({type(e).__name__}: {e}); install {install}")
+    v = _state[name]
     if isinstance(v, Exception):
         raise v
     return v
+
+
+def _load_zxing():
+    import zxingcpp  # noqa: PLC0415
+    bf = zxingcpp.BarcodeFormat
+    # zxing-cpp 3.x: `QRCode` is the family (Model 1/2, Micro, rMQR) and a Model 2 read reports format QRCode;
+    # asking for `QRCodeModel2` with is_pure=True returns an invalid empty result (3.1.1). So search the family and
+    # keep Model 2 results only.
+    keep = {bf.QRCode} | ({bf.QRCodeModel2} if hasattr(bf, "QRCodeModel2") else set())
+    return zxingcpp, bf.QRCode, keep
+
+
+def _load_zbar():
+    from pyzbar import pyzbar  # noqa: PLC0415  (ImportError also when the zbar C library is missing)
+    return pyzbar.decode, [pyzbar.ZBarSymbol.QRCODE]
+
+
+def _zxing():
+    """(the zxingcpp module, the format to search, the formats to keep), or raise ImportError with a reason."""
+    return _loaded("zxing", "zxing-cpp", _load_zxing, "it with `pip install zxing-cpp`")
 
 
 def _zbar():
-    """pyzbar's decode function and its QR symbol type, or raise ImportError with a reason."""
-    if "zbar" not in _state:
-        try:
-            from pyzbar import pyzbar  # noqa: PLC0415
-            _state["zbar"] = (pyzbar.decode, [pyzbar.ZBarSymbol.QRCODE])
-        except Exception as e:  # ImportError: no pyzbar, or pyzbar without the zbar C library
-            _state["zbar"] = ImportError(f"zbar is not usable ({type(e).__name__}: {e}); install the zbar library "
-                                         f"(`apt install libzbar0`, `brew install zbar`) and `pip install pyzbar`")
-    v = _state["zbar"]
-    if isinstance(v, Exception):
-        raise v
-    return v
+    """(pyzbar's decode function, the QR symbol type), or raise ImportError with a reason."""
+    return _loaded("zbar", "zbar", _load_zbar,
+                   "the zbar library (`apt install libzbar0`, `brew install zbar`) and `pip install pyzbar`")
 
 
 def available(name: str) -> tuple[bool, str | None]:
