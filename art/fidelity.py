@@ -25,11 +25,12 @@ level (M, Q, H by default; the smallest version that holds the text at that leve
 6. Colour: ARTUP's hue-keeping `match_luminance` on the pixels whose luminance moved; every other pixel keeps the
    input's bytes.
 7. Verification decides. A robustness level is a (spare share, p_min) pair of `levels`, least robust first. The
-   search is best-first over (candidate, level): each candidate starts at `robustness`; the one with the highest
-   predicted SSIM (the cost pass with the spent modules put back, luminance SSIM over the work crop) is drawn
-   and verified — a strict clean decode with every decoder (payload equal), then the full simulated-camera
-   suite (`run_suite`'s 58 views; the qr-verify presets are skipped once the camera views alone fail too many),
-   SSR ≥ `camera_ssr` on every decoder. A candidate that fails moves one level up. The first that passes is
+   search is best-first over (candidate, level, function style): each candidate starts at `robustness`; the
+   attempt with the highest predicted SSIM (the cost pass with the spent modules put back and the function
+   patterns drawn in that style, luminance SSIM over the work crop) is drawn and verified — a strict clean
+   decode with every decoder (payload equal), then the full simulated-camera suite (`run_suite`'s 58 views; the
+   qr-verify presets are skipped once the camera views alone fail too many), SSR ≥ `camera_ssr` on every
+   decoder. A candidate that fails tries its next function style, then moves one level up. The first that passes is
    returned: the saved pixels are the verified ones. If none passes (or `max_seconds` runs out), the most
    robust attempt (clean decode, then worst SSR) is returned with pass False.
 
