@@ -12,6 +12,13 @@ defaults of `art` were never tuned on them. Payloads: a 44-character and an 87-c
 Every method draws its code at the same place: the symbol plus a 1-module quiet strip centred in the picture, as
 large as fits (`qr.render.placement`, whole pixels per module); every pixel outside it is the picture's.
   plain    the standard code (level M, mask by penalty) in black and white, the strip white
+  reshuffle  the code (level M) whose free bits follow the picture (`follow_picture`, ARTUP's priority; the
+           QArt / ARTUP binary stage), in black and white, the strip white; halftone, pixel and diffqrcoder
+           start from the same code
+  halftone the Text2QR / Face2QR adaptive-halftone blueprint (`halftone_blueprint`)
+  pixel    pixel-space SRL refinement (`pixel_refine`, ours: camera degradations in the loss, suite-gated)
+  diffqrcoder  a re-implementation of DiffQRCoder's published personalisation script (its settings: Adam on
+           the pixels, SRL as released + MSE, 1000 steps, finder corners pasted; see DIFFQR_*), not verified
   artup    `artup_until_scans` (its defaults: level M, p_min 0.85 escalating, camera-group check) run on the
            crop where the code goes (module size as above, border 1) and pasted back
   art      `art` with its defaults (robustness 0, escalating until the full suite passes)
@@ -23,6 +30,7 @@ large as fits (`qr.render.placement`, whole pixels per module); every pixel outs
   art_zbar `art` verified with zbar too (decoders zxing, wechat and zbar: each must pass the suite)
   art_scale08  `art` with the code and its strip on 0.8 of the shorter side (code_scale=0.8; not 1:1 with the rest)
   art_M / art_Q / art_H   `art` with one error-correction level only
+  art_l0 … art_l8  `art` held at one robustness level of its ladder (no climbing): the knob's Pareto table
 SSIM: skimage `structural_similarity` on the whole picture, RGB, data range 255, output vs input. SSR: the full
 `run_suite` (21 camera views + 37 qr-verify presets), payload checked, per decoder. zbar: the same 58 views read by
 a third decoder that neither tuning nor `art`'s verification ever used (`apt install libzbar0`, `pip install
@@ -48,7 +56,11 @@ import torch  # noqa: E402
 from skimage import data  # noqa: E402
 
 from aesthetic_qr.art.artup import ArtupConfig, artup_until_scans  # noqa: E402
-from aesthetic_qr.art.fidelity import ArtConfig, art  # noqa: E402
+from aesthetic_qr.art.blueprint import halftone_blueprint  # noqa: E402
+from aesthetic_qr.art.fidelity import DEFAULT_LEVELS, ArtConfig, art  # noqa: E402
+from aesthetic_qr.art.follow import follow_picture  # noqa: E402
+from aesthetic_qr.art.pixel_refine import pixel_refine  # noqa: E402
+from aesthetic_qr.losses.srl import SRLConfig, srl  # noqa: E402
 from aesthetic_qr.qr import encode  # noqa: E402
 from aesthetic_qr.qr.pixels import load_picture, ssim_rgb  # noqa: E402
 from aesthetic_qr.qr.render import placement  # noqa: E402
@@ -92,16 +104,102 @@ def _placed_geometry(qr, p, origin, pic):
     return qr.with_geometry(Geometry(p, QUIET, origin, (pic.shape[1], pic.shape[0])))
 
 
+def _black_and_white(pic: np.ndarray, qr, p: int, box, origin) -> np.ndarray:
+    """`pic` with `qr` drawn as black and white modules at `origin`, the strip in `box` white."""
+    y0, y1, x0, x1 = box
+    out = pic.copy()
+    out[y0:y1, x0:x1] = 255
+    out[origin[1]:origin[1] + qr.size * p, origin[0]:origin[0] + qr.size * p] = \
+        (np.kron(1 - qr.matrix, np.ones((p, p), np.uint8)) * 255)[:, :, None]
+    return out
+
+
+def _paste(pic: np.ndarray, crop: np.ndarray, box) -> np.ndarray:
+    """`pic` with the float [0, 1] (or uint8) `crop` written into `box`."""
+    y0, y1, x0, x1 = box
+    if crop.dtype != np.uint8:
+        crop = (np.clip(crop, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if crop.shape[:2] != (y1 - y0, x1 - x0):
+        raise RuntimeError(f"a method drew {crop.shape[:2]} for a crop of {(y1 - y0, x1 - x0)}")
+    out = pic.copy()
+    out[y0:y1, x0:x1] = crop
+    return out
+
+
+def _followed(pic: np.ndarray, text: str):
+    """The code (level M) reshuffled towards the part of the picture it covers, at the crop's geometry (the
+    symbol and its strip): (code, module px, crop box, symbol origin in the picture, the crop as float)."""
+    n = encode(text, ecl="M", mask=0).size
+    p, box, origin = _crop_box(pic, n)
+    y0, y1, x0, x1 = box
+    crop = pic[y0:y1, x0:x1].astype(np.float32) / 255
+    follow = follow_picture(text, crop, ecl="M", module_px=p, border=QUIET, multiple=1, priority="artup")
+    return follow.qr, p, box, origin, crop
+
+
 def run_plain(pic: np.ndarray, text: str) -> dict:
     t0 = time.perf_counter()
     qr = encode(text, ecl="M")
-    p, (y0, y1, x0, x1), origin = _crop_box(pic, qr.size)
-    out = pic.copy()
-    block = np.kron(1 - qr.matrix, np.ones((p, p), np.uint8)) * 255
-    out[y0:y1, x0:x1] = 255
-    out[origin[1]:origin[1] + qr.size * p, origin[0]:origin[0] + qr.size * p] = block[:, :, None]
+    p, box, origin = _crop_box(pic, qr.size)
+    out = _black_and_white(pic, qr, p, box, origin)
     return {"image": out, "qr": _placed_geometry(qr, p, origin, pic), "seconds": time.perf_counter() - t0,
             "detail": f"v{qr.version}{qr.ecl}"}
+
+
+def run_reshuffle(pic: np.ndarray, text: str) -> dict:
+    t0 = time.perf_counter()
+    qr, p, box, origin, _ = _followed(pic, text)
+    out = _black_and_white(pic, qr, p, box, origin)
+    return {"image": out, "qr": _placed_geometry(qr, p, origin, pic), "seconds": time.perf_counter() - t0,
+            "detail": f"v{qr.version}{qr.ecl} m{qr.mask}"}
+
+
+def run_halftone(pic: np.ndarray, text: str) -> dict:
+    t0 = time.perf_counter()
+    qr, p, box, origin, crop = _followed(pic, text)
+    out = _paste(pic, halftone_blueprint(crop, qr), box)
+    return {"image": out, "qr": _placed_geometry(qr, p, origin, pic), "seconds": time.perf_counter() - t0,
+            "detail": f"v{qr.version}{qr.ecl} m{qr.mask}"}
+
+
+def run_pixel(pic: np.ndarray, text: str) -> dict:
+    t0 = time.perf_counter()
+    qr, p, box, origin, crop = _followed(pic, text)
+    refined = pixel_refine(crop, qr)
+    out = _paste(pic, refined.image, box)
+    return {"image": out, "qr": _placed_geometry(qr, p, origin, pic), "seconds": time.perf_counter() - t0,
+            "detail": f"v{qr.version}{qr.ecl} {refined.iterations} steps"}
+
+
+# DiffQRCoder's published personalisation (run_personalized_qrcode.py; facts in ../shared/notes/methods.md): Adam
+# on the RGB pixels from the picture, lr 0.01, 1000 steps, 1e12 · SRL (its released form) + 1e8 · MSE to the
+# picture, pixels clamped to [0, 1] after each step, then the code's three finder corners (8 × 8 modules less one
+# pixel) pasted from the black-and-white code. It has no quiet zone: the strip stays the picture.
+DIFFQR_STEPS, DIFFQR_LR, DIFFQR_CODE_WEIGHT, DIFFQR_CONTENT_WEIGHT = 1000, 0.01, 1e12, 1e8
+
+
+def run_diffqrcoder(pic: np.ndarray, text: str) -> dict:
+    t0 = time.perf_counter()
+    qr, p, box, origin, crop = _followed(pic, text)
+    target = torch.from_numpy(crop).permute(2, 0, 1)[None]
+    x = target.clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=DIFFQR_LR)
+    code_loss = SRLConfig.public_code()
+    for _ in range(DIFFQR_STEPS):
+        opt.zero_grad()
+        loss = (DIFFQR_CODE_WEIGHT * srl(x, qr, code_loss).sum()
+                + DIFFQR_CONTENT_WEIGHT * torch.nn.functional.mse_loss(x, target))
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            x.clamp_(0, 1)
+    out = x.detach()[0].permute(1, 2, 0).numpy()
+    n, q, corner = qr.size, QUIET * p, 8 * p - 1
+    code = (1.0 - np.kron(qr.matrix, np.ones((p, p))))[:, :, None]           # the symbol, black and white
+    for r, c in ((0, 0), (0, n * p - corner), (n * p - corner, 0)):
+        out[q + r:q + r + corner, q + c:q + c + corner] = code[r:r + corner, c:c + corner]
+    return {"image": _paste(pic, out, box), "qr": _placed_geometry(qr, p, origin, pic),
+            "seconds": time.perf_counter() - t0, "detail": f"v{qr.version}{qr.ecl} {DIFFQR_STEPS} steps"}
 
 
 def run_artup(pic: np.ndarray, text: str) -> dict:
@@ -129,6 +227,10 @@ def run_art(pic: np.ndarray, text: str, **kw) -> dict:
 
 METHODS = {
     "plain": run_plain,
+    "reshuffle": run_reshuffle,
+    "halftone": run_halftone,
+    "pixel": run_pixel,
+    "diffqrcoder": run_diffqrcoder,
     "artup": run_artup,
     "art": run_art,
     "art_r2": lambda pic, text: run_art(pic, text, robustness=2),
@@ -142,6 +244,9 @@ METHODS = {
     "art_Q": lambda pic, text: run_art(pic, text, ecls=("Q",)),
     "art_H": lambda pic, text: run_art(pic, text, ecls=("H",)),
 }
+# the fidelity ↔ robustness knob: art held at one robustness level (no climbing), level by level
+METHODS.update({f"art_l{k}": (lambda pic, text, k=k: run_art(pic, text, robustness=k, escalate=False))
+                for k in range(len(DEFAULT_LEVELS))})
 
 
 def evaluate(pic: np.ndarray, row: dict) -> dict:
