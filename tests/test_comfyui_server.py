@@ -51,15 +51,19 @@ RECORDED = Path(__file__).resolve().parent / "fixtures" / "aqr_object_info.json"
 
 
 def _input_contract(spec) -> dict:
-    """What a workflow relies on for one input: its type, default, range and choices (not its tooltip)."""
+    """What a workflow relies on for one input: its type, default and range (not its tooltip); choices apart."""
     kind, options = spec[0], input_spec_options(spec)
-    return {"type": kind, **{k: options.get(k) for k in ("default", "min", "max", "options") if k in options}}
+    return {"type": kind, **{k: options.get(k) for k in ("default", "min", "max") if k in options}}
+
+
+def _choices(spec) -> list:
+    return list(input_spec_options(spec).get("options") or [])
 
 
 def test_nodes_keep_their_recorded_interface(object_info):
     """Every node, input and output recorded before the layout change (tests/fixtures/aqr_object_info.json) is
-    still there with the same type, default, range and choices: workflows saved against it keep loading. New
-    nodes and new optional inputs are allowed."""
+    still there with the same type, default and range, and every recorded choice still offered: workflows saved
+    against it keep loading. New nodes, new optional inputs and new choices are allowed."""
     recorded = json.loads(RECORDED.read_text())
     problems = []
     for name, before in sorted(recorded.items()):
@@ -78,6 +82,9 @@ def test_nodes_keep_their_recorded_interface(object_info):
                 elif _input_contract(current[input_name]) != _input_contract(spec):
                     problems.append(f"{name}.{input_name}: {_input_contract(spec)} → "
                                     f"{_input_contract(current[input_name])}")
+                elif set(_choices(spec)) - set(_choices(current[input_name])):
+                    problems.append(f"{name}.{input_name}: choices {_choices(spec)} → "
+                                    f"{_choices(current[input_name])} drops a saved value")
         added = set(now["input"].get("required") or {}) - set(before["input"].get("required") or {})
         if added:
             problems.append(f"{name}: new required inputs {sorted(added)} break saved workflows")
