@@ -4,7 +4,7 @@ per-module error heatmap and show the report."""
 from comfy_api.latest import io, ui
 
 from ..qr.errors import QRInputError
-from ..scan.decoders import OPTIONAL_DECODERS, require
+from ..scan.decoders import require_optional
 from ..scan.report import VERDICT_KEY, verify_image
 from .inputs import AQRNode
 from .tensors import image_batch_to_numpy, numpy_to_image, per_image
@@ -20,7 +20,7 @@ def chosen_decoders(choice: str, node: str) -> tuple[str, ...]:
     zxing or WeChat shows in the report instead, as before)."""
     names = DECODER_CHOICES[choice]
     try:
-        require([d for d in names if d in OPTIONAL_DECODERS])
+        require_optional(names)
     except QRInputError as e:
         raise ValueError(f"{node}: {e}; or choose 'zxing + wechat'") from None
     return names

@@ -142,6 +142,12 @@ def require(decoders) -> None:
             raise QRInputError(f"decoder {name} is not available: {why}")
 
 
+def require_optional(decoders) -> None:
+    """`require` for the `OPTIONAL_DECODERS` among `decoders`, the ones a user installs and asks for by name (a
+    missing zxing or WeChat is reported by the verification instead)."""
+    require([name for name in decoders if name in OPTIONAL_DECODERS])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # decoding
 

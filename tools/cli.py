@@ -158,13 +158,13 @@ def _read_code(path: str) -> QRCode:
 
 
 def cmd_verify(args: argparse.Namespace) -> dict:
-    from ..scan.decoders import OPTIONAL_DECODERS, require
+    from ..scan.decoders import require_optional
     from ..scan.report import verify_image
 
     qr = _read_code(args.qr) if args.qr else None
     image = load_image(args.image)
     expected = args.expect if args.expect is not None else qr.text
-    require([d for d in args.decoders if d in OPTIONAL_DECODERS])
+    require_optional(args.decoders)
     report = verify_image(image, expected, qr=qr, suite=args.suite, decoders=args.decoders)
     return report.to_dict()
 
