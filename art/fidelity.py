@@ -250,7 +250,7 @@ def _build_candidate(src: np.ndarray, text: str, ecl: str, cfg: ArtConfig) -> _C
 
 def _plan(src: np.ndarray, cand: _Candidate, spare_share: float, p_min: float, cfg: ArtConfig) -> dict:
     """The cost pass (ARTUP at p_min, every module constrained; cached per p_min) and the codewords to spend:
-    {kept, counts, spare, predicted} — `predicted` maps each function style to the luminance SSIM of the cost
+    {kept, counts, spare, predicted} — `predicted` maps each style the search tries to the luminance SSIM of the cost
     pass with the spent modules put back to the picture and the function patterns drawn in that style, a cheap
     stand-in for the rendered SSIM used to rank attempts."""
 
@@ -283,10 +283,16 @@ def _plan(src: np.ndarray, cand: _Candidate, spare_share: float, p_min: float, c
     proxy = np.where(_unlit(cand, cfg), y0, proxy)
     if "functions" not in cand.cache:
         cand.cache["functions"] = function_and_strip(y0.shape, qr, cfg.quiet_width, cfg.strip)
-    predicted = {name: float(ssim_map(y0, _functions(cand, y0, proxy, band)).mean())
-                 for name, band in FUNCTION_STYLES.items()}
+    predicted = {name: float(ssim_map(y0, _functions(cand, y0, proxy, FUNCTION_STYLES[name])).mean())
+                 for name in _styles(cfg)}
     return {"kept": kept, "counts": counts, "spare": spare, "g1": g1, "base": base, "y0": y0,
             "predicted": predicted}
+
+
+def _styles(cfg: ArtConfig) -> list[str]:
+    """The function styles the search tries at each level, in order: `cfg.function_style` and the firmer ones."""
+    names = list(FUNCTION_STYLES)
+    return names[names.index(cfg.function_style):]
 
 
 def _unlit(cand: _Candidate, cfg: ArtConfig) -> np.ndarray:
@@ -306,34 +312,37 @@ def _functions(cand: _Candidate, y0: np.ndarray, g: np.ndarray, band: tuple[floa
     return np.where(sel, squeeze(y0, light, *band), np.where(undrawn, y0, g))
 
 
-def _draw(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, plan: dict, cfg: ArtConfig,
-          style: str = "crisp") -> np.ndarray:
-    """The spent pass (p_min 0 on the kept modules, the cost pass's quiet strip), the function patterns in
-    `style` (`FUNCTION_STYLES`) and the colour stage: the full uint8 picture."""
-
+def _spent_pass(cand: _Candidate, plan: dict, cfg: ArtConfig) -> np.ndarray:
+    """ARTUP's grayscale stage with p_min 0 on the kept modules and the cost pass's quiet strip (or, with nothing
+    spent, ARTUP's stage as it is)."""
     qr = cand.qr_crop
     geo = qr.geometry
     n = qr.size
+    y0, g1, kept = plan["y0"], plan["g1"], plan["kept"]
+    if not kept.any():
+        return grayscale_stage(y0, qr, plan["base"]).gray if cfg.fast_cost else g1
+    pm = np.full((n, n), plan["base"].p_min, np.float32)
+    pm[kept] = 0.0
+    # the quiet strip of the cost pass, kept (ARTUP's quiet zone takes the smallest p_min, here 0)
+    x0, yo = geo.origin
+    side = n * geo.module_px
+    inside = np.zeros(y0.shape, bool)
+    inside[yo:yo + side, x0:x0 + side] = True
+    y_in = np.where(inside | _unlit(cand, cfg), y0, g1).astype(np.float32)
+    return grayscale_stage(y_in, qr, replace(plan["base"], p_min=pm, quiet_zone="picture")).gray
+
+
+def _draw(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, plan: dict, cfg: ArtConfig,
+          style: str = "crisp") -> np.ndarray:
+    """The spent pass (`_spent_pass`, cached in the plan), the function patterns in `style` (`FUNCTION_STYLES`)
+    and the colour stage: the full uint8 picture."""
     cy0, cy1, cx0, cx1 = cand.crop
     rgb = src[cy0:cy1, cx0:cx1]
-    y0, g1, kept = plan["y0"], plan["g1"], plan["kept"]
-    g = plan.get("gray")
-    if g is None and not kept.any():     # nothing spent: ARTUP's grayscale stage as it is
-        g = grayscale_stage(y0, qr, plan["base"]).gray if cfg.fast_cost else g1
-    elif g is None:
-        pm = np.full((n, n), plan["base"].p_min, np.float32)
-        pm[kept] = 0.0
-        # the quiet strip of the cost pass, kept (ARTUP's quiet zone takes the smallest p_min, here 0)
-        x0, yo = geo.origin
-        side = n * geo.module_px
-        inside = np.zeros(y0.shape, bool)
-        inside[yo:yo + side, x0:x0 + side] = True
-        y_in = np.where(inside | _unlit(cand, cfg), y0, g1).astype(np.float32)
-        g = grayscale_stage(y_in, qr, replace(plan["base"], p_min=pm, quiet_zone="picture")).gray
-    # the strip `cfg.strip` does not draw is the picture; the next style at this level redraws only the
-    # function patterns
-    g = plan["gray"] = np.where(_unlit(cand, cfg), y0, g)
-    g = _functions(cand, y0, g, FUNCTION_STYLES[style])    # crisp keeps ARTUP's patterns
+    y0 = plan["y0"]
+    if "gray" not in plan:    # once per level: the next style at this level redraws only the function patterns
+        # the strip `cfg.strip` does not draw is the picture
+        plan["gray"] = np.where(_unlit(cand, cfg), y0, _spent_pass(cand, plan, cfg))
+    g = _functions(cand, y0, plan["gray"], FUNCTION_STYLES[style])    # crisp keeps ARTUP's patterns
     out = rgb.copy()
     moved = np.abs(g - y0) > 1e-6
     out[moved] = match_luminance(rgb[moved], g[moved], cfg.colour)
@@ -404,7 +413,7 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
         cands = [_build_candidate(src, text, e, cfg) for e in dict.fromkeys(cfg.ecls)]
         attempts, best = [], None
         last = len(cfg.levels) if cfg.escalate else cfg.robustness + 1
-        styles = list(FUNCTION_STYLES)[list(FUNCTION_STYLES).index(cfg.function_style):]
+        styles = _styles(cfg)
         # best-first over (candidate, level, style): each candidate's next attempt, the highest predicted SSIM
         # first; a candidate that fails tries its next function style at the same level, then moves up one level
         # in the first style (its predicted SSIM only falls as the level rises or the style firms)
