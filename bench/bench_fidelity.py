@@ -104,13 +104,11 @@ def _placed_geometry(qr, p, origin, pic):
     return qr.with_geometry(Geometry(p, QUIET, origin, (pic.shape[1], pic.shape[0])))
 
 
-def _black_and_white(pic: np.ndarray, qr, p: int, box, origin) -> np.ndarray:
-    """`pic` with `qr` drawn as black and white modules at `origin`, the strip in `box` white."""
-    y0, y1, x0, x1 = box
-    out = pic.copy()
-    out[y0:y1, x0:x1] = 255
-    out[origin[1]:origin[1] + qr.size * p, origin[0]:origin[0] + qr.size * p] = \
-        (np.kron(1 - qr.matrix, np.ones((p, p), np.uint8)) * 255)[:, :, None]
+def _black_and_white(qr, p: int) -> np.ndarray:
+    """The symbol and its QUIET strip as a uint8 RGB crop: black and white modules, the strip white."""
+    q = QUIET * p
+    out = np.full(((qr.size + 2 * QUIET) * p,) * 2 + (3,), 255, np.uint8)
+    out[q:q + qr.size * p, q:q + qr.size * p] = (np.kron(1 - qr.matrix, np.ones((p, p), np.uint8)) * 255)[:, :, None]
     return out
 
 
@@ -126,49 +124,45 @@ def _paste(pic: np.ndarray, crop: np.ndarray, box) -> np.ndarray:
     return out
 
 
-def _followed(pic: np.ndarray, text: str):
-    """The code (level M) reshuffled towards the part of the picture it covers, at the crop's geometry (the
-    symbol and its strip): (code, module px, crop box, symbol origin in the picture, the crop as float)."""
+def _row(pic: np.ndarray, crop: np.ndarray, qr, p: int, box, origin, t0: float, detail: str) -> dict:
+    """A method's result: `crop` pasted into the picture, the code placed, the time since `t0`."""
+    return {"image": _paste(pic, crop, box), "qr": _placed_geometry(qr, p, origin, pic),
+            "seconds": time.perf_counter() - t0, "detail": f"v{qr.version}{qr.ecl} {detail}".rstrip()}
+
+
+def _on_reshuffled(pic: np.ndarray, text: str, draw) -> dict:
+    """A method drawn from the code (level M) reshuffled towards the part of the picture it covers:
+    `draw(crop as float, code at the crop's geometry, module px)` → (drawn crop, detail)."""
+    t0 = time.perf_counter()
     n = encode(text, ecl="M", mask=0).size
     p, box, origin = _crop_box(pic, n)
     y0, y1, x0, x1 = box
     crop = pic[y0:y1, x0:x1].astype(np.float32) / 255
-    follow = follow_picture(text, crop, ecl="M", module_px=p, border=QUIET, multiple=1, priority="artup")
-    return follow.qr, p, box, origin, crop
+    qr = follow_picture(text, crop, ecl="M", module_px=p, border=QUIET, multiple=1, priority="artup").qr
+    drawn, detail = draw(crop, qr, p)
+    return _row(pic, drawn, qr, p, box, origin, t0, detail)
 
 
 def run_plain(pic: np.ndarray, text: str) -> dict:
     t0 = time.perf_counter()
     qr = encode(text, ecl="M")
     p, box, origin = _crop_box(pic, qr.size)
-    out = _black_and_white(pic, qr, p, box, origin)
-    return {"image": out, "qr": _placed_geometry(qr, p, origin, pic), "seconds": time.perf_counter() - t0,
-            "detail": f"v{qr.version}{qr.ecl}"}
+    return _row(pic, _black_and_white(qr, p), qr, p, box, origin, t0, "")
 
 
 def run_reshuffle(pic: np.ndarray, text: str) -> dict:
-    t0 = time.perf_counter()
-    qr, p, box, origin, _ = _followed(pic, text)
-    out = _black_and_white(pic, qr, p, box, origin)
-    return {"image": out, "qr": _placed_geometry(qr, p, origin, pic), "seconds": time.perf_counter() - t0,
-            "detail": f"v{qr.version}{qr.ecl} m{qr.mask}"}
+    return _on_reshuffled(pic, text, lambda crop, qr, p: (_black_and_white(qr, p), f"m{qr.mask}"))
 
 
 def run_halftone(pic: np.ndarray, text: str) -> dict:
-    t0 = time.perf_counter()
-    qr, p, box, origin, crop = _followed(pic, text)
-    out = _paste(pic, halftone_blueprint(crop, qr), box)
-    return {"image": out, "qr": _placed_geometry(qr, p, origin, pic), "seconds": time.perf_counter() - t0,
-            "detail": f"v{qr.version}{qr.ecl} m{qr.mask}"}
+    return _on_reshuffled(pic, text, lambda crop, qr, p: (halftone_blueprint(crop, qr), f"m{qr.mask}"))
 
 
 def run_pixel(pic: np.ndarray, text: str) -> dict:
-    t0 = time.perf_counter()
-    qr, p, box, origin, crop = _followed(pic, text)
-    refined = pixel_refine(crop, qr)
-    out = _paste(pic, refined.image, box)
-    return {"image": out, "qr": _placed_geometry(qr, p, origin, pic), "seconds": time.perf_counter() - t0,
-            "detail": f"v{qr.version}{qr.ecl} {refined.iterations} steps"}
+    def draw(crop, qr, p):
+        refined = pixel_refine(crop, qr)
+        return refined.image, f"{refined.iterations} steps"
+    return _on_reshuffled(pic, text, draw)
 
 
 # DiffQRCoder's published personalisation (run_personalized_qrcode.py; facts in ../shared/notes/methods.md): Adam
@@ -178,9 +172,7 @@ def run_pixel(pic: np.ndarray, text: str) -> dict:
 DIFFQR_STEPS, DIFFQR_LR, DIFFQR_CODE_WEIGHT, DIFFQR_CONTENT_WEIGHT = 1000, 0.01, 1e12, 1e8
 
 
-def run_diffqrcoder(pic: np.ndarray, text: str) -> dict:
-    t0 = time.perf_counter()
-    qr, p, box, origin, crop = _followed(pic, text)
+def _personalised(crop: np.ndarray, qr, p: int) -> tuple[np.ndarray, str]:
     target = torch.from_numpy(crop).permute(2, 0, 1)[None]
     x = target.clone().requires_grad_(True)
     opt = torch.optim.Adam([x], lr=DIFFQR_LR)
@@ -194,27 +186,26 @@ def run_diffqrcoder(pic: np.ndarray, text: str) -> dict:
         with torch.no_grad():
             x.clamp_(0, 1)
     out = x.detach()[0].permute(1, 2, 0).numpy()
-    n, q, corner = qr.size, QUIET * p, 8 * p - 1
-    code = (1.0 - np.kron(qr.matrix, np.ones((p, p))))[:, :, None]           # the symbol, black and white
-    for r, c in ((0, 0), (0, n * p - corner), (n * p - corner, 0)):
-        out[q + r:q + r + corner, q + c:q + c + corner] = code[r:r + corner, c:c + corner]
-    return {"image": _paste(pic, out, box), "qr": _placed_geometry(qr, p, origin, pic),
-            "seconds": time.perf_counter() - t0, "detail": f"v{qr.version}{qr.ecl} {DIFFQR_STEPS} steps"}
+    code = _black_and_white(qr, p).astype(np.float32) / 255
+    q, far, corner = QUIET * p, QUIET * p + qr.size * p, 8 * p - 1
+    for rows, cols in ((slice(q, q + corner), slice(q, q + corner)), (slice(q, q + corner), slice(far - corner, far)),
+                       (slice(far - corner, far), slice(q, q + corner))):
+        out[rows, cols] = code[rows, cols]
+    return out, f"{DIFFQR_STEPS} steps"
+
+
+def run_diffqrcoder(pic: np.ndarray, text: str) -> dict:
+    return _on_reshuffled(pic, text, _personalised)
 
 
 def run_artup(pic: np.ndarray, text: str) -> dict:
     t0 = time.perf_counter()
     n = encode(text, ecl="M", mask=0).size
-    p, (y0, y1, x0, x1), origin = _crop_box(pic, n)
-    crop = pic[y0:y1, x0:x1]
-    res, attempts = artup_until_scans(crop, text, config=ArtupConfig(module_px=p, border=QUIET, multiple=1))
-    art_img = (np.clip(res.image, 0, 1) * 255 + 0.5).astype(np.uint8)
-    if art_img.shape[:2] != crop.shape[:2]:
-        raise RuntimeError(f"ARTUP drew {art_img.shape[:2]} for a crop of {crop.shape[:2]}")
-    out = pic.copy()
-    out[y0:y1, x0:x1] = art_img
-    return {"image": out, "qr": _placed_geometry(res.qr, p, origin, pic), "seconds": time.perf_counter() - t0,
-            "detail": f"v{res.qr.version}{res.qr.ecl} p_min {attempts[-1]['p_min']:g}"}
+    p, box, origin = _crop_box(pic, n)
+    y0, y1, x0, x1 = box
+    res, attempts = artup_until_scans(pic[y0:y1, x0:x1], text, config=ArtupConfig(module_px=p, border=QUIET,
+                                                                                    multiple=1))
+    return _row(pic, res.image, res.qr, p, box, origin, t0, f"p_min {attempts[-1]['p_min']:g}")
 
 
 def run_art(pic: np.ndarray, text: str, **kw) -> dict:
