@@ -17,6 +17,8 @@ rejected.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..qr.code import Geometry, QRCode
@@ -178,6 +180,16 @@ def edge_density(image: np.ndarray, geo: Geometry, n: int) -> np.ndarray:
     return module_means(edges.astype(np.float32), geo, n, fill=0.0)
 
 
+@functools.lru_cache(maxsize=8)
+def _spatial_weights(m: int) -> np.ndarray:
+    """(m², m²) exp(−d²/SALIENCY_SIGMA2) between the centres of an m × m grid's cells, in symbol widths."""
+    pos = (np.arange(m) + 0.5) / m
+    along = np.exp(-((pos[:, None] - pos[None, :]) ** 2) / SALIENCY_SIGMA2)   # one axis; the 2-D weight is a product
+    weights = np.kron(along, along)       # cell k = row·m + column, as the cells' reshape orders them
+    weights.flags.writeable = False
+    return weights
+
+
 def region_contrast_saliency(image: np.ndarray, geo: Geometry, n: int) -> np.ndarray:
     """Region-contrast saliency per module, after Cheng et al.'s RC with a regular grid as the regions.
 
@@ -191,11 +203,14 @@ def region_contrast_saliency(image: np.ndarray, geo: Geometry, n: int) -> np.nda
     sym = symbol_pixels(lab, geo, n, fill=0.0)
     m = min(n, SALIENCY_GRID)
     cells = cv2.resize(sym, (m, m), interpolation=cv2.INTER_AREA).reshape(-1, 3).astype(np.float64)
-    colour = np.sqrt(((cells[:, None, :] - cells[None, :, :]) ** 2).sum(-1))
-    yy, xx = np.divmod(np.arange(m * m), m)
-    pos = (np.stack([yy, xx], 1) + 0.5) / m
-    spatial = np.exp(-((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1) / SALIENCY_SIGMA2)
-    sal = (spatial * colour).sum(1).reshape(m, m)
+    norms = (cells * cells).sum(1)
+    dist = cells @ cells.T              # |a − b|² = |a|² + |b|² − 2a·b, in place: one (m², m²) array, no (m², m², 3)
+    dist *= -2.0
+    dist += norms[:, None]
+    dist += norms[None, :]
+    np.sqrt(np.maximum(dist, 0.0, out=dist), out=dist)
+    dist *= _spatial_weights(m)
+    sal = dist.sum(1).reshape(m, m)
     if m != n:
         sal = cv2.resize(sal, (n, n), interpolation=cv2.INTER_LINEAR)
     return sal

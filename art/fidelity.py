@@ -33,6 +33,9 @@ level (M, Q, H by default; the smallest version that holds the text at that leve
    decoder. A candidate that fails tries its next function style, then moves one level up. The first that passes is
    returned: the saved pixels are the verified ones. If none passes (or `max_seconds` runs out), the most
    robust attempt (clean decode, then worst SSR) is returned with pass False.
+8. Polish (`art/polish.py`): the passing attempt's forced data modules are moved towards the SSIM optimum, none
+   of their blurred centre reads getting worse, and verified again; if the suite refuses it, the polish taken
+   halfway is tried. The first of them that passes is saved; otherwise the attempt as it passed.
 
 The default ladder ends with share 1 (no budget) and ARTUP's p_min escalation, so its top is ARTUP on the same
 placement with full-suite verification. `budget=False` spends nothing at any level (the ablation).
@@ -61,6 +64,7 @@ from ..scan.decoders import KNOWN_DECODERS, decode, require
 from .artup import ArtupConfig, grayscale_stage
 from .colour import COLOUR_MODES, match_luminance
 from .follow import follow_picture
+from .polish import polish
 from .texture import FUNCTION_STYLES, STRIPS, function_and_strip, squeeze, strip_pixels
 
 __all__ = ["ArtConfig", "ArtResult", "DEFAULT_LEVELS", "art", "spend_budget", "verify"]
@@ -97,6 +101,7 @@ class ArtConfig:
     max_seconds: float | None = None               # no new level starts after this (None: no limit)
     colour: str = "paper"
     seed: int = 0
+    polish_iterations: int = 20                    # L-BFGS iterations of the SSIM polish of the result (0: none)
 
     def __post_init__(self):
         for f in fields(self):
@@ -142,6 +147,9 @@ class ArtConfig:
             raise QRInputError(f"colour {self.colour!r} is not one of {', '.join(COLOUR_MODES)}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise QRInputError(f"seed must be a whole number, got {self.seed!r}")
+        if not isinstance(self.polish_iterations, int) or isinstance(self.polish_iterations, bool) or \
+                not 0 <= self.polish_iterations <= 500:
+            raise QRInputError(f"polish_iterations must be a whole number in [0, 500], got {self.polish_iterations!r}")
 
 
 def _number(v) -> bool:
@@ -160,6 +168,7 @@ class ArtResult:
     robustness: int                  # the level the result was made at
     function_style: str              # how its function patterns and strip were drawn (`FUNCTION_STYLES`)
     strip: str                       # where the light strip was drawn (`STRIPS`)
+    polished: bool                   # the saved pixels are the SSIM polish's (verified), not the search's
     spare_share: float
     p_min: float
     errors_per_block: list[int]      # codewords per block deliberately left as the picture
@@ -180,7 +189,7 @@ class ArtResult:
                 "margin": list(self.margin), "correctable": int(self.correctable),
                 "read_errors_per_block": list(self.read_errors_per_block),
                 "robustness": int(self.robustness), "function_style": self.function_style,
-                "strip": self.strip,
+                "strip": self.strip, "polished": bool(self.polished),
                 "spare_share": float(self.spare_share), "p_min": float(self.p_min), "failures": self.failures,
                 "attempts": self.attempts}
 
@@ -332,24 +341,43 @@ def _spent_pass(cand: _Candidate, plan: dict, cfg: ArtConfig) -> np.ndarray:
     return grayscale_stage(y_in, qr, replace(plan["base"], p_min=pm, quiet_zone="picture")).gray
 
 
-def _draw(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, plan: dict, cfg: ArtConfig,
-          style: str = "crisp") -> np.ndarray:
-    """The spent pass (`_spent_pass`, cached in the plan), the function patterns in `style` (`FUNCTION_STYLES`)
-    and the colour stage: the full uint8 picture."""
-    cy0, cy1, cx0, cx1 = cand.crop
-    rgb = src[cy0:cy1, cx0:cx1]
+def _gray(cand: _Candidate, plan: dict, cfg: ArtConfig, style: str = "crisp") -> np.ndarray:
+    """The crop's luminance of an attempt: the spent pass (`_spent_pass`, cached in the plan) with the function
+    patterns in `style` (`FUNCTION_STYLES`)."""
     y0 = plan["y0"]
     if "gray" not in plan:    # once per level: the next style at this level redraws only the function patterns
         # the strip `cfg.strip` does not draw is the picture
         plan["gray"] = np.where(_unlit(cand, cfg), y0, _spent_pass(cand, plan, cfg))
-    g = _functions(cand, y0, plan["gray"], FUNCTION_STYLES[style])    # crisp keeps ARTUP's patterns
+    return _functions(cand, y0, plan["gray"], FUNCTION_STYLES[style])    # crisp keeps ARTUP's patterns
+
+
+def _paint(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, y0: np.ndarray, g: np.ndarray,
+           cfg: ArtConfig) -> np.ndarray:
+    """The colour stage: the full uint8 picture whose crop has luminance `g`; unmoved pixels keep the input's
+    bytes."""
+    cy0, cy1, cx0, cx1 = cand.crop
+    rgb = src[cy0:cy1, cx0:cx1]
     out = rgb.copy()
     moved = np.abs(g - y0) > 1e-6
     out[moved] = match_luminance(rgb[moved], g[moved], cfg.colour)
     full = src_u8.copy()
     crop = full[cy0:cy1, cx0:cx1]
-    crop[moved] = (np.clip(out[moved], 0, 1) * 255 + 0.5).astype(np.uint8)   # unmoved pixels: the input's bytes
+    crop[moved] = (np.clip(out[moved], 0, 1) * 255 + 0.5).astype(np.uint8)
     return full
+
+
+def _polished(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, plan: dict, g: np.ndarray, cfg: ArtConfig):
+    """The SSIM polish (`art.polish`) of a passing attempt's luminance `g`, verified; if the suite refuses it,
+    the polish taken halfway. (image, clean, suite) of the first that passes, or None."""
+    qr = cand.qr_crop
+    free = ~qr.function_mask.astype(bool) & ~plan["kept"]    # the forced data modules
+    full = polish(plan["y0"], g, qr, free, cfg.polish_iterations)
+    for trial in (full, (full + g) / 2):
+        img = _paint(src, src_u8, cand, plan["y0"], trial, cfg)
+        clean, suite, ok = verify(img, cand.qr, cfg.decoders, cfg.camera_ssr)
+        if ok:
+            return img, clean, suite
+    return None
 
 
 def _effective(cfg: ArtConfig, cand: _Candidate, level: int) -> tuple[int, float]:
@@ -425,7 +453,8 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
             i = max(frontier, key=lambda k: frontier[k][2]["predicted"][styles[frontier[k][1]]])
             level, style, pl = frontier.pop(i)
             c = cands[i]
-            img = _draw(src, src_u8, c, pl, cfg, styles[style])
+            g = _gray(c, pl, cfg, styles[style])
+            img = _paint(src, src_u8, c, pl["y0"], g, cfg)
             s = ssim_rgb(src_u8, img)
             kept, counts, spare = pl["kept"], pl["counts"], pl["spare"]
             clean, suite, ok = verify(img, c.qr, cfg.decoders, cfg.camera_ssr)
@@ -435,7 +464,7 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
                              "predicted": round(pl["predicted"][styles[style]], 4),
                              "clean": clean, "ssr": {k: round(v, 3) for k, v in ssr.items()}, "pass": ok})
             score = (ok, all(clean.values()), min(ssr.values()), s)
-            record = (score, level, styles[style], s, c, img, kept, counts, spare, clean, ssr, suite)
+            record = (score, level, styles[style], s, c, img, kept, counts, spare, clean, ssr, suite, pl, g)
             if best is None or score > best[0]:
                 best = record
             if progress is not None:
@@ -450,7 +479,14 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
                 nxt += 1
             if nxt < last:
                 frontier[i] = (nxt, 0, _plan(src, c, *cfg.levels[nxt], cfg))
-        score, level, style, s, c, img, kept, counts, spare, clean, ssr, suite = best
+        score, level, style, s, c, img, kept, counts, spare, clean, ssr, suite, pl, g = best
+        polished = score[0] and cfg.polish_iterations > 0 and _polished(src, src_u8, c, pl, g, cfg)
+        if polished:
+            img, clean, suite = polished
+            s, ssr = ssim_rgb(src_u8, img), dict(suite.ssr)
+        if score[0] and cfg.polish_iterations > 0:
+            attempts.append({"level": level, "function_style": style, "ecl": c.ecl, "version": c.qr.version,
+                             "polish": True, "ssim": round(s, 4), "pass": bool(polished)})
     finally:
         torch.set_num_threads(threads)
     read = analyze(img, c.qr, heatmap=False).block_errors
@@ -459,6 +495,7 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
     return ArtResult(
         image=img, qr=c.qr, passed=bool(score[0]), ssim=float(s), ssr=ssr, clean=clean,
         seconds=time.perf_counter() - t_start, robustness=level, function_style=style, strip=cfg.strip,
+        polished=bool(polished),
         spare_share=float(share),
         p_min=float(p_min),
         errors_per_block=list(counts), margin=[t - k for k in counts], correctable=t, kept=kept,

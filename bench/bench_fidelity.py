@@ -23,6 +23,7 @@ large as fits (`qr.render.placement`, whole pixels per module); every pixel outs
            crop where the code goes (module size as above, border 1) and pasted back
   art      `art` with its defaults (robustness 0, escalating until the full suite passes)
   art_rK   `art` starting at robustness level K (escalating from there)
+  art_nopolish   `art` without the SSIM polish of its passing result (polish_iterations=0)
   art_nobudget   `art` with budget=False (no codewords spent: ARTUP's stages, art's placement and verification)
   art_crisp  `art` with ARTUP's crisp function patterns and strip only (function_style="crisp")
   art_fullstrip  `art` with the light strip drawn all the way round the symbol (strip="full"), not only beside
@@ -213,7 +214,7 @@ def run_art(pic: np.ndarray, text: str, **kw) -> dict:
     j = r.to_json()
     return {"image": r.image, "qr": r.qr, "seconds": r.seconds, "json": j,
             "detail": f"v{j['version']}{j['ecl']} m{j['mask']} lvl {j['robustness']} spent {j['errors_per_block']}"
-                      f"/{j['correctable']}"}
+                      f"/{j['correctable']}{' polished' if j['polished'] else ''}"}
 
 
 METHODS = {
@@ -226,6 +227,7 @@ METHODS = {
     "art": run_art,
     "art_r2": lambda pic, text: run_art(pic, text, robustness=2),
     "art_r4": lambda pic, text: run_art(pic, text, robustness=4),
+    "art_nopolish": lambda pic, text: run_art(pic, text, polish_iterations=0),
     "art_nobudget": lambda pic, text: run_art(pic, text, budget=False),
     "art_crisp": lambda pic, text: run_art(pic, text, function_style="crisp"),
     "art_fullstrip": lambda pic, text: run_art(pic, text, strip="full"),

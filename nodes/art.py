@@ -75,6 +75,11 @@ class AQRArt(AQRNode):
                                tooltip="The decoders that must read the payload, clean and over the camera suite, "
                                        "for a level to pass; more decoders climb to a more robust level." +
                                        DECODERS_TOOLTIP),
+                io.Int.Input("polish_iterations", default=DEFAULTS.polish_iterations, min=0, max=500, optional=True,
+                             tooltip="Iterations of the SSIM polish: once a level passes, the forced data modules "
+                                     "get back the picture's texture where a scanner's blurred sample does not "
+                                     "see it, and the result is verified again; kept only if it still passes "
+                                     "(0 = no polish)."),
             ],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="The picture with the code drawn in, its own size."),
@@ -89,12 +94,12 @@ class AQRArt(AQRNode):
     @classmethod
     def execute(cls, image, text, error_correction, robustness, budget, code_scale, camera_ssr, max_seconds,
                 qr_code=None, function_style=DEFAULTS.function_style, strip=DEFAULTS.strip,
-                decoders="zxing + wechat") -> io.NodeOutput:
+                decoders="zxing + wechat", polish_iterations=DEFAULTS.polish_iterations) -> io.NodeOutput:
         source = code_or_text(qr_code, text, "AQR_Art", module_px=None, border=1, multiple=1)
         config = ArtConfig(ecls=LEVEL_CHOICES[error_correction], robustness=robustness, budget=budget,
                            code_scale=code_scale, camera_ssr=camera_ssr, max_seconds=max_seconds or None,
                            function_style=function_style, strip=strip,
-                           decoders=chosen_decoders(decoders, "AQR_Art"))
+                           decoders=chosen_decoders(decoders, "AQR_Art"), polish_iterations=polish_iterations)
         pictures = image_batch_to_numpy(image)
         bar = comfy.utils.ProgressBar(len(pictures))
         images, lines, codes, passed = [], [], [], True

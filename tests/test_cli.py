@@ -117,7 +117,7 @@ def test_art_on_the_bundled_picture(tmp_path):
     assert {"pass", "ssim", "ssr", "seconds", "version", "ecl", "mask", "errors_per_block", "margin"} <= set(result)
     assert result["pass"] and min(result["ssr"].values()) >= 0.95 and 0 < result["ssim"] < 1
     assert result["function_style"] in ("picture", "firm", "crisp") and "function patterns" in result["report"]
-    assert result["strip"] == "finders"
+    assert result["strip"] == "finders" and isinstance(result["polished"], bool)
     assert all(m >= 0 for m in result["margin"]) and len(result["margin"]) == len(result["errors_per_block"])
     saved, source = load_picture(out), load_picture(picture)
     assert saved.shape == source.shape                      # the picture's own size and framing

@@ -128,6 +128,7 @@ CASES.update({
     "verify --decoders zbarcode": (["verify", "{pic}", "--expect", "x", "--decoders", "zxing,zbarcode"], "--decoders"),
     "verify --decoders empty": (["verify", "{pic}", "--expect", "x", "--decoders", ","], "--decoders"),
     "art --decoders quirc": (picture_job("art", "--decoders", "quirc"), "--decoders"),
+    "art --polish-iterations -1": (picture_job("art", "--polish-iterations", "-1"), "--polish-iterations"),
     "artup --size-px 0": (picture_job("artup", "--size-px", "0"), "--size-px"),
     "artup --size-px -1": (picture_job("artup", "--size-px", "-1"), "--size-px"),
     "artup --size-px 1": (picture_job("artup", "--size-px", "1"), "--size-px"),

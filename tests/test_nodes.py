@@ -538,8 +538,9 @@ def test_art_keeps_the_picture_outside_the_code_and_verifies(comfy_nodes, pictur
     mid_left = (slice(oy + side // 2 - p, oy + side // 2 + p), slice(ox - p, ox))   # strip beside no finder
     assert torch.equal((image[0][mid_left] * 255).round(), (wide[0][mid_left] * 255).round())
     crisp = json.loads(run(comfy_nodes, "AQR_Art", image=wide, text=TEXT, error_correction="M",
-                           function_style="crisp", strip="full").args[3])
+                           function_style="crisp", strip="full", polish_iterations=0).args[3])
     assert crisp["function_style"] == "crisp" and crisp["strip"] == "full" and crisp["pass"] is True
+    assert crisp["polished"] is False and isinstance(summary["polished"], bool)
 
 
 def test_art_needs_a_message(comfy_nodes, picture):

@@ -233,7 +233,8 @@ def cmd_art(args: argparse.Namespace) -> dict:
 
     config = ArtConfig(ecls=ART_LEVELS[args.ecl], robustness=args.robustness, budget=not args.no_budget,
                        code_scale=args.code_scale, camera_ssr=args.camera_ssr, seed=args.seed,
-                       function_style=args.function_style, strip=args.strip, decoders=args.decoders)
+                       function_style=args.function_style, strip=args.strip, decoders=args.decoders,
+                       polish_iterations=args.polish_iterations)
     result = art(load_image(args.image), args.text, config)
     save_image(result.image, args.out)
     out = {**result.to_json(), "out": args.out}
@@ -243,9 +244,9 @@ def cmd_art(args: argparse.Namespace) -> dict:
     ssr = ", ".join(f"{name} {100 * value:.0f} %" for name, value in result.ssr.items())
     out["report"] = (f"{'PASS' if out['pass'] else 'FAIL'}: {args.out}: SSIM {result.ssim:.3f} to the picture; suite "
                      f"SSR {ssr}; v{result.qr.version}-{result.qr.ecl} mask {result.qr.mask}, robustness level "
-                     f"{result.robustness}, {result.function_style} function patterns, codewords left as the "
-                     f"picture per block {result.errors_per_block} of {result.correctable} correctable, in "
-                     f"{result.seconds:.1f} s")
+                     f"{result.robustness}, {result.function_style} function patterns"
+                     f"{', SSIM-polished' if result.polished else ''}, codewords left as the picture per block "
+                     f"{result.errors_per_block} of {result.correctable} correctable, in {result.seconds:.1f} s")
     return out
 
 
@@ -660,6 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the light strip around the code is drawn: only beside the finders (the rest of the "
                         "edge stays the picture) or all the way round (full)")
     p.add_argument("--decoders", type=_decoders, default=("zxing", "wechat"), help=DECODERS_HELP)
+    p.add_argument("--polish-iterations", type=_int_range(0, 500), default=20,
+                   help="L-BFGS iterations of the SSIM polish of the passing result, verified again before it is "
+                        "saved (0: no polish)")
     p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP)
     _common(p)
     p.set_defaults(func=cmd_art)
