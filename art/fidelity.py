@@ -29,8 +29,8 @@ level (M, Q, H by default; the smallest version that holds the text at that leve
    attempt with the highest predicted SSIM (the cost pass with the spent modules put back and the function
    patterns drawn in that style, luminance SSIM over the work crop) is drawn and verified — a strict clean
    decode with every decoder (payload equal), then the full simulated-camera suite (`run_suite`'s 58 views; the
-   qr-verify presets are skipped once the camera views alone fail too many), SSR ≥ `camera_ssr` on every
-   decoder. A candidate that fails tries its next function style, then moves one level up. The first that passes is
+   qr-verify presets are skipped once the camera views alone fail too many; zxing, the cheap decoder, screens
+   every view before WeChat reads any), SSR ≥ `camera_ssr` on every decoder. A candidate that fails tries its next function style, then moves one level up. The first that passes is
    returned: the saved pixels are the verified ones. If none passes (or `max_seconds` runs out), the most
    robust attempt (clean decode, then worst SSR) is returned with pass False.
 8. Polish (`art/polish.py`): the passing attempt's forced data modules are moved towards the SSIM optimum, none
@@ -374,7 +374,7 @@ def _polished(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, plan: dict,
     full = polish(plan["y0"], g, qr, free, cfg.polish_iterations)
     for trial in (full, (full + g) / 2):
         img = _paint(src, src_u8, cand, plan["y0"], trial, cfg)
-        clean, suite, ok = verify(img, cand.qr, cfg.decoders, cfg.camera_ssr)
+        clean, suite, ok = verify(img, cand.qr, cfg.decoders, cfg.camera_ssr, screen=True)
         if ok:
             return img, clean, suite
     return None
@@ -388,13 +388,25 @@ def _effective(cfg: ArtConfig, cand: _Candidate, level: int) -> tuple[int, float
     return spare, float(p_min)
 
 
-def verify(image: np.ndarray, qr: QRCode, decoders=("zxing", "wechat"), camera_ssr: float = 0.95):
+def verify(image: np.ndarray, qr: QRCode, decoders=("zxing", "wechat"), camera_ssr: float = 0.95,
+           screen: bool = False):
     """(clean per decoder, SuiteResult or None, passed): a strict clean decode, then the full suite (the default
     groups of `run_suite`, in two runs: the camera group first, and the qr-verify presets only while the failures
-    still allow `camera_ssr`). The views and outcomes are those of one `run_suite(image, …, qr=qr)` call."""
+    still allow `camera_ssr`). The views and outcomes are those of one `run_suite(image, …, qr=qr)` call.
+    `screen`: zxing (a few ms a view, against WeChat's tens) reads every view first, and an image it fails is
+    refused without the other decoders — the SuiteResult then holds zxing's views only."""
     clean = {k: bool(v.match) for k, v in decode(image, decoders, expected=qr.payload).items()}
     if not all(clean.values()):
         return clean, None, False
+    if screen and "zxing" in decoders and len(decoders) > 1:
+        first, ok = _suite(image, qr, ("zxing",), camera_ssr)
+        if not ok:
+            return clean, first, False
+    return (clean, *_suite(image, qr, decoders, camera_ssr))
+
+
+def _suite(image: np.ndarray, qr: QRCode, decoders, camera_ssr: float):
+    """(SuiteResult, passed) of `verify`'s suite part."""
     groups = ("camera", "qrverify")                     # run_suite's default groups
     parts = [run_suite(image, qr.payload, decoders, groups=("camera",), qr=qr)]
     total = len(parts[0].variants) + len(qrverify_presets())
@@ -402,7 +414,7 @@ def verify(image: np.ndarray, qr: QRCode, decoders=("zxing", "wechat"), camera_s
     if all(len(parts[0].failures(d)) <= allowed for d in decoders):
         parts.append(run_suite(image, qr.payload, decoders, groups=("qrverify",), qr=qr))
     suite = _merge(parts, decoders)
-    return clean, suite, bool(len(parts) == len(groups) and min(suite.ssr.values()) >= camera_ssr)
+    return suite, bool(len(parts) == len(groups) and min(suite.ssr.values()) >= camera_ssr)
 
 
 def _merge(parts, decoders):
@@ -457,7 +469,7 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
             img = _paint(src, src_u8, c, pl["y0"], g, cfg)
             s = ssim_rgb(src_u8, img)
             kept, counts, spare = pl["kept"], pl["counts"], pl["spare"]
-            clean, suite, ok = verify(img, c.qr, cfg.decoders, cfg.camera_ssr)
+            clean, suite, ok = verify(img, c.qr, cfg.decoders, cfg.camera_ssr, screen=True)
             ssr = dict(suite.ssr) if suite is not None else {d: 0.0 for d in cfg.decoders}
             attempts.append({"level": level, "function_style": styles[style], "ecl": c.ecl,
                              "version": c.qr.version, "ssim": round(s, 4),
@@ -487,6 +499,9 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
         if score[0] and cfg.polish_iterations > 0:
             attempts.append({"level": level, "function_style": style, "ecl": c.ecl, "version": c.qr.version,
                              "polish": True, "ssim": round(s, 4), "pass": bool(polished)})
+        if suite is not None and set(suite.ssr) != set(cfg.decoders):   # refused by the screen: report every decoder
+            clean, suite, _ = verify(img, c.qr, cfg.decoders, cfg.camera_ssr)
+            ssr = dict(suite.ssr)
     finally:
         torch.set_num_threads(threads)
     read = analyze(img, c.qr, heatmap=False).block_errors

@@ -21,7 +21,7 @@ import numpy as np
 from ..qr.code import QRCode
 from ..qr.pixels import SSIM_WINDOW, opencv
 
-__all__ = ["READ_SIGMAS", "polish", "ssim_and_gradient"]
+__all__ = ["CORE", "READ_SIGMAS", "polish", "ssim_and_gradient"]
 
 # the read statistics held: a sharp sample, qr-verify's blurred one (σ 2 px at 300 px ≈ 0.27 module at 512²),
 # a camera's downscale to 2-3 px per module

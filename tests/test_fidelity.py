@@ -169,8 +169,8 @@ def test_a_style_that_fails_falls_back_at_the_same_level(monkeypatch):
 
     real, calls = fidelity.verify, []
 
-    def refuse_the_first_two(img, qr, *args):
-        clean, suite, ok = real(img, qr, *args)
+    def refuse_the_first_two(img, qr, *args, **kwargs):
+        clean, suite, ok = real(img, qr, *args, **kwargs)
         calls.append(ok)
         return clean, suite, ok and len(calls) > 2
 
@@ -237,3 +237,18 @@ def test_bad_inputs():
         art(_picture(), TEXT, config={"ecls": ("H",)})
     with pytest.raises(QRInputError, match="text"):
         art(_picture(), "")
+
+
+def test_the_zxing_screen_refuses_without_wechat_and_agrees_with_the_full_check(result):
+    """zxing reads every view first; an image it fails (here: camera_ssr 1, and zxing misses a view of the
+    fixture) is refused with zxing's views only, exactly as the full check refuses it; one it passes gets every
+    decoder's full suite."""
+    from aesthetic_qr.art.fidelity import verify
+
+    assert result.ssr["zxing"] < 1.0 <= result.ssr["wechat"]          # the fixture's own outcome
+    clean, screened, ok = verify(result.image, result.qr, ("zxing", "wechat"), 1.0, screen=True)
+    assert all(clean.values()) and not ok and set(screened.ssr) == {"zxing"}
+    _, full, full_ok = verify(result.image, result.qr, ("zxing", "wechat"), 1.0)
+    assert not full_ok and full.failures("zxing") == screened.failures("zxing")
+    _, passed, ok = verify(result.image, result.qr, ("zxing", "wechat"), 0.95, screen=True)
+    assert ok and set(passed.ssr) == {"zxing", "wechat"} and passed.ssr == result.ssr

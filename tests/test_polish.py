@@ -7,7 +7,7 @@ import pytest
 from skimage import data
 
 from aesthetic_qr.art.fidelity import ArtConfig, art
-from aesthetic_qr.art.polish import READ_SIGMAS, polish, ssim_and_gradient
+from aesthetic_qr.art.polish import CORE, READ_SIGMAS, polish, ssim_and_gradient
 from aesthetic_qr.qr import encode
 from aesthetic_qr.qr.code import Geometry
 from aesthetic_qr.qr.pixels import luminance, opencv, ssim_map
@@ -73,6 +73,12 @@ def test_polish_raises_ssim_and_keeps_the_reads(case):
     for now, then in zip(_reads(out, qr), _reads(gray, qr)):
         worse = np.where(dark, now - then, then - now)[free]   # a dark module's read lighter, a light one's darker
         assert worse.max() < 0.01, worse.max()
+    # no pixel of a free module's core crosses that core's extreme in the input
+    inner = np.abs(np.arange(p) - (p - 1) / 2) <= CORE * p
+    cores = [img[y0:y0 + n * p, x0:x0 + n * p].reshape(n, p, n, p)[:, inner][:, :, :, inner] for img in (out, gray)]
+    after_core, before_core = cores
+    assert (after_core.max(axis=(1, 3)) <= before_core.max(axis=(1, 3)) + 1e-6)[free & dark].all()
+    assert (after_core.min(axis=(1, 3)) >= before_core.min(axis=(1, 3)) - 1e-6)[free & ~dark].all()
 
 
 def test_no_iterations_or_nothing_free_is_the_input(case):
