@@ -30,8 +30,9 @@ level (M, Q, H by default; the smallest version that holds the text at that leve
    patterns drawn in that style, luminance SSIM over the work crop) is drawn and verified — a strict clean
    decode with every decoder (payload equal), then the full simulated-camera suite (`run_suite`'s 58 views; the
    qr-verify presets are skipped once the camera views alone fail too many; zxing, the cheap decoder, screens
-   every view before WeChat reads any), SSR ≥ `camera_ssr` on every decoder. A candidate that fails tries its next function style, then moves one level up. The first that passes is
-   returned: the saved pixels are the verified ones. If none passes (or `max_seconds` runs out), the most
+   every view before WeChat reads any), SSR ≥ `camera_ssr` on every decoder. A candidate that fails tries its
+   next function style, then moves one level up. The first that passes is returned: the saved pixels are the
+   verified ones. If none passes (or `max_seconds` runs out), the most
    robust attempt (clean decode, then worst SSR) is returned with pass False.
 8. Polish (`art/polish.py`): the passing attempt's forced data modules are moved towards the SSIM optimum, none
    of their blurred centre reads getting worse, and verified again; if the suite refuses it, the polish taken
