@@ -35,8 +35,9 @@ level (M, Q, H by default; the smallest version that holds the text at that leve
    verified ones. If none passes (or `max_seconds` runs out), the most
    robust attempt (clean decode, then worst SSR) is returned with pass False.
 8. Polish (`art/polish.py`): the passing attempt's forced data modules are moved towards the SSIM optimum, none
-   of their blurred centre reads getting worse, and verified again; if the suite refuses it, the polish taken
-   halfway is tried. The first of them that passes is saved; otherwise the attempt as it passed.
+   of their blurred centre reads getting worse, and verified again. If the suite refuses it, the attempt the
+   search would have tried next for that candidate is drawn, verified and polished the same way, and kept if it
+   passes with a higher SSIM. Otherwise the attempt as it passed is saved.
 
 The default ladder ends with share 1 (no budget) and ARTUP's p_min escalation, so its top is ARTUP on the same
 placement with full-suite verification. `budget=False` spends nothing at any level (the ablation).
@@ -368,17 +369,26 @@ def _paint(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, y0: np.ndarray
 
 
 def _polished(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, plan: dict, g: np.ndarray, cfg: ArtConfig):
-    """The SSIM polish (`art.polish`) of a passing attempt's luminance `g`, verified; if the suite refuses it,
-    the polish taken halfway. (image, clean, suite) of the first that passes, or None."""
+    """The SSIM polish (`art.polish`) of a passing attempt's luminance `g`, verified: (image, clean, suite), or
+    None if the suite refuses it."""
     qr = cand.qr_crop
     free = ~qr.function_mask.astype(bool) & ~plan["kept"]    # the forced data modules
-    full = polish(plan["y0"], g, qr, free, cfg.polish_iterations)
-    for trial in (full, (full + g) / 2):
-        img = _paint(src, src_u8, cand, plan["y0"], trial, cfg)
-        clean, suite, ok = verify(img, cand.qr, cfg.decoders, cfg.camera_ssr, screen=True)
-        if ok:
-            return img, clean, suite
-    return None
+    img = _paint(src, src_u8, cand, plan["y0"], polish(plan["y0"], g, qr, free, cfg.polish_iterations), cfg)
+    clean, suite, ok = verify(img, cand.qr, cfg.decoders, cfg.camera_ssr, screen=True)
+    return (img, clean, suite) if ok else None
+
+
+def _following(src: np.ndarray, cand: _Candidate, rec: dict, cfg: ArtConfig, n_styles: int, last: int):
+    """(level, style, plan) of the attempt a candidate tries after `rec`: its next function style at the same
+    level, else the next level that changes something for it (its predicted SSIM only falls as the level rises or
+    the style firms), in the first style; None past `last`."""
+    level, style = rec["level"], rec["style"]
+    if style + 1 < n_styles:
+        return level, style + 1, rec["pl"]
+    nxt = level + 1
+    while nxt < last and _effective(cfg, cand, nxt) == _effective(cfg, cand, level):
+        nxt += 1
+    return (nxt, 0, _plan(src, cand, *cfg.levels[nxt], cfg)) if nxt < last else None
 
 
 def _effective(cfg: ArtConfig, cand: _Candidate, level: int) -> tuple[int, float]:
@@ -452,66 +462,84 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
         src = to_float_rgb(picture, "picture")
         src_u8 = (src * 255 + 0.5).astype(np.uint8)
         cands = [_build_candidate(src, text, e, cfg) for e in dict.fromkeys(cfg.ecls)]
-        attempts, best = [], None
+        attempts = []
         last = len(cfg.levels) if cfg.escalate else cfg.robustness + 1
         styles = _styles(cfg)
         # best-first over (candidate, level, style): each candidate's next attempt, the highest predicted SSIM
         # first; a candidate that fails tries its next function style at the same level, then moves up one level
         # in the first style (its predicted SSIM only falls as the level rises or the style firms)
-        frontier = {i: (cfg.robustness, 0, _plan(src, c, *cfg.levels[cfg.robustness], cfg))
-                    for i, c in enumerate(cands)}
-        while frontier:
-            if best is not None and cfg.max_seconds is not None and time.perf_counter() - t_start > cfg.max_seconds:
-                break
-            i = max(frontier, key=lambda k: frontier[k][2]["predicted"][styles[frontier[k][1]]])
-            level, style, pl = frontier.pop(i)
+        def attempt(i: int, level: int, style: int, pl: dict) -> dict:
+            """Draw and verify one (candidate, level, style); logged in `attempts`."""
             c = cands[i]
             g = _gray(c, pl, cfg, styles[style])
             img = _paint(src, src_u8, c, pl["y0"], g, cfg)
             s = ssim_rgb(src_u8, img)
-            kept, counts, spare = pl["kept"], pl["counts"], pl["spare"]
             clean, suite, ok = verify(img, c.qr, cfg.decoders, cfg.camera_ssr, screen=True)
             ssr = dict(suite.ssr) if suite is not None else {d: 0.0 for d in cfg.decoders}
             attempts.append({"level": level, "function_style": styles[style], "ecl": c.ecl,
                              "version": c.qr.version, "ssim": round(s, 4),
                              "predicted": round(pl["predicted"][styles[style]], 4),
                              "clean": clean, "ssr": {k: round(v, 3) for k, v in ssr.items()}, "pass": ok})
-            score = (ok, all(clean.values()), min(ssr.values()), s)
-            record = (score, level, styles[style], s, c, img, kept, counts, spare, clean, ssr, suite, pl, g)
-            if best is None or score > best[0]:
-                best = record
             if progress is not None:
                 progress(len(attempts), len(cands) * (last - cfg.robustness) * len(styles))
-            if ok:
+            return {"score": (ok, all(clean.values()), min(ssr.values()), s), "i": i, "level": level,
+                    "style": style, "pl": pl, "g": g, "img": img, "s": s, "clean": clean, "ssr": ssr,
+                    "suite": suite, "polished": False}
+
+        def polished(rec: dict) -> dict | None:
+            """A passing attempt with its pixels replaced by their verified polish (`_polished`), or None."""
+            c = cands[rec["i"]]
+            done = _polished(src, src_u8, c, rec["pl"], rec["g"], cfg)
+            s = ssim_rgb(src_u8, done[0]) if done else rec["s"]
+            attempts.append({"level": rec["level"], "function_style": styles[rec["style"]], "ecl": c.ecl,
+                             "version": c.qr.version, "polish": True, "ssim": round(s, 4), "pass": bool(done)})
+            if not done:
+                return None
+            img, clean, suite = done
+            return {**rec, "img": img, "s": s, "clean": clean, "ssr": dict(suite.ssr), "suite": suite,
+                    "polished": True}
+
+        frontier = {i: (cfg.robustness, 0, _plan(src, c, *cfg.levels[cfg.robustness], cfg))
+                    for i, c in enumerate(cands)}
+        best = None
+        while frontier:
+            if best is not None and cfg.max_seconds is not None and time.perf_counter() - t_start > cfg.max_seconds:
                 break
-            if style + 1 < len(styles):
-                frontier[i] = (level, style + 1, pl)
-                continue
-            nxt = level + 1                  # the next level that changes something for this candidate
-            while nxt < last and _effective(cfg, c, nxt) == _effective(cfg, c, level):
-                nxt += 1
-            if nxt < last:
-                frontier[i] = (nxt, 0, _plan(src, c, *cfg.levels[nxt], cfg))
-        score, level, style, s, c, img, kept, counts, spare, clean, ssr, suite, pl, g = best
-        polished = score[0] and cfg.polish_iterations > 0 and _polished(src, src_u8, c, pl, g, cfg)
-        if polished:
-            img, clean, suite = polished
-            s, ssr = ssim_rgb(src_u8, img), dict(suite.ssr)
-        if score[0] and cfg.polish_iterations > 0:
-            attempts.append({"level": level, "function_style": style, "ecl": c.ecl, "version": c.qr.version,
-                             "polish": True, "ssim": round(s, 4), "pass": bool(polished)})
-        if suite is not None and set(suite.ssr) != set(cfg.decoders):   # refused by the screen: report every decoder
-            clean, suite, _ = verify(img, c.qr, cfg.decoders, cfg.camera_ssr)
-            ssr = dict(suite.ssr)
+            i = max(frontier, key=lambda k: frontier[k][2]["predicted"][styles[frontier[k][1]]])
+            rec = attempt(i, *frontier.pop(i))
+            if best is None or rec["score"] > best["score"]:
+                best = rec
+            if rec["score"][0]:
+                break
+            following = _following(src, cands[i], rec, cfg, len(styles), last)
+            if following is not None:
+                frontier[i] = following
+        if best["score"][0] and cfg.polish_iterations > 0:
+            # the passing attempt polished; if the suite refuses that, the attempt its candidate would have tried
+            # next, verified and polished, when it then keeps more of the picture
+            done = polished(best)
+            following = None if done else _following(src, cands[best["i"]], best, cfg, len(styles), last)
+            if following is not None:
+                nxt = attempt(best["i"], *following)
+                done = polished(nxt) if nxt["score"][0] else None
+                done = done if done and done["s"] > best["s"] else None
+            best = done or best
+        if best["suite"] is not None and set(best["suite"].ssr) != set(cfg.decoders):
+            # refused by the zxing screen: every decoder's numbers for the report
+            clean, suite, _ = verify(best["img"], cands[best["i"]].qr, cfg.decoders, cfg.camera_ssr)
+            best = {**best, "clean": clean, "suite": suite, "ssr": dict(suite.ssr)}
+        c, level, style, pl = cands[best["i"]], best["level"], styles[best["style"]], best["pl"]
+        img, s, clean, ssr, suite = best["img"], best["s"], best["clean"], best["ssr"], best["suite"]
+        kept, counts = pl["kept"], pl["counts"]
     finally:
         torch.set_num_threads(threads)
     read = analyze(img, c.qr, heatmap=False).block_errors
     t = c.qr.correctable()
     share, p_min = cfg.levels[level]
     return ArtResult(
-        image=img, qr=c.qr, passed=bool(score[0]), ssim=float(s), ssr=ssr, clean=clean,
+        image=img, qr=c.qr, passed=bool(best["score"][0]), ssim=float(s), ssr=ssr, clean=clean,
         seconds=time.perf_counter() - t_start, robustness=level, function_style=style, strip=cfg.strip,
-        polished=bool(polished),
+        polished=best["polished"],
         spare_share=float(share),
         p_min=float(p_min),
         errors_per_block=list(counts), margin=[t - k for k in counts], correctable=t, kept=kept,

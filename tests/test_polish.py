@@ -107,3 +107,23 @@ def test_art_keeps_the_polish_only_when_it_passes(torch_one_thread, monkeypatch)
     refused = art(_picture(), TEXT, config)
     assert refused.passed and not refused.polished and refused.attempts[-1]["pass"] is False
     assert np.array_equal(refused.image, plain.image) and refused.ssim == plain.ssim
+
+
+def test_a_refused_polish_moves_on_to_the_next_attempt(torch_one_thread, monkeypatch):
+    """When the suite refuses the polish of the passing attempt, the attempt the search would have tried next
+    (here: the firmer style at the same level) is verified and polished, and kept when it keeps more."""
+    import aesthetic_qr.art.fidelity as fidelity
+
+    real, calls = fidelity._polished, []
+
+    def refuse_the_first(*args):
+        calls.append(args[3] is not None)
+        return None if len(calls) == 1 else real(*args)
+
+    monkeypatch.setattr(fidelity, "_polished", refuse_the_first)
+    res = art(_picture(), TEXT, ArtConfig(ecls=("H",), escalate=False))
+    polishes = [a for a in res.attempts if a.get("polish")]
+    assert len(calls) == 2 and [a["pass"] for a in polishes] == [False, True]
+    assert res.passed and res.polished and res.function_style == "firm" == polishes[-1]["function_style"]
+    first = next(a for a in res.attempts if a["pass"] and not a.get("polish"))
+    assert first["function_style"] == "picture" and res.ssim > first["ssim"]
