@@ -10,9 +10,9 @@ than in the verified image, and no pixel of its core may cross the core's extrem
 L-BFGS follows the gradient with a quadratic penalty on any statistic that gets worse; luminance stays in
 [0, 1]. The texture comes back where a blurred sample does not see it.
 
-The polished picture is verified again like any attempt, and kept only if it passes (`art`); measured on the
-tuning pictures: +0.016 SSIM, 13 of 14 polished outputs passing (the one that did not kept its unpolished,
-verified pixels), about 0.3 s per polish at 512²."""
+The polished picture is verified again like any attempt, and kept only if it passes (`art`). Measured on the
+tuning pictures (7 Debian wallpapers × 3 payloads): SSIM 0.576 → 0.596, all 21 polished outputs passing; without
+the core bound, 1 of 21 was refused. About 0.4 s per polish at 512²."""
 
 from __future__ import annotations
 
