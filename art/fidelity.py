@@ -465,9 +465,6 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
         attempts = []
         last = len(cfg.levels) if cfg.escalate else cfg.robustness + 1
         styles = _styles(cfg)
-        # best-first over (candidate, level, style): each candidate's next attempt, the highest predicted SSIM
-        # first; a candidate that fails tries its next function style at the same level, then moves up one level
-        # in the first style (its predicted SSIM only falls as the level rises or the style firms)
         def attempt(i: int, level: int, style: int, pl: dict) -> dict:
             """Draw and verify one (candidate, level, style); logged in `attempts`."""
             c = cands[i]
@@ -499,6 +496,8 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
             return {**rec, "img": img, "s": s, "clean": clean, "ssr": dict(suite.ssr), "suite": suite,
                     "polished": True}
 
+        # best-first over (candidate, level, style): each candidate's next attempt, the highest predicted SSIM
+        # first; a candidate that fails tries its next attempt (`_following`)
         frontier = {i: (cfg.robustness, 0, _plan(src, c, *cfg.levels[cfg.robustness], cfg))
                     for i, c in enumerate(cands)}
         best = None
