@@ -93,7 +93,7 @@ def world(tmp_path_factory):
         follow = follow_picture(text, picture, ecl=config.ecls[0], mask=0, module_px=4, border=1, seed=config.seed)
         image, _ = render(follow.qr, 4, 1)
         return SimpleNamespace(image=image, qr=follow.qr, passed=True, ssim=0.0, ssr={"zxing": 1.0}, seconds=0.0,
-                               robustness=config.robustness, function_style=config.function_style,
+                               robustness=config.robustness, function_style=config.function_style, polished=False,
                                errors_per_block=[0], correctable=0,
                                to_json=lambda: {"pass": True})
 
