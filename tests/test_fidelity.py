@@ -25,6 +25,9 @@ from aesthetic_qr.qr.render import placement
 from aesthetic_qr.scan.decoders import decode
 
 TEXT = "https://github.com/aesthetic-qr/aesthetic-qr"
+# a level the test crop passes at with the function patterns in the picture's texture (at the default first level,
+# with light modules at p_min 0.7, it needs ARTUP's crisp patterns)
+PASSING = ((0.25, 0.8, 0.8),)
 
 
 def _picture() -> np.ndarray:
@@ -35,7 +38,7 @@ def _picture() -> np.ndarray:
 @pytest.fixture(scope="module")
 def result(torch_one_thread):
     # one level, one error-correction level: the fast path (the search itself is the bench's job)
-    return art(_picture(), TEXT, ArtConfig(ecls=("H",), escalate=False))
+    return art(_picture(), TEXT, ArtConfig(ecls=("H",), levels=PASSING, escalate=False))
 
 
 def _code_box(res):
@@ -175,7 +178,7 @@ def test_a_style_that_fails_falls_back_at_the_same_level(monkeypatch):
         return clean, suite, ok and len(calls) > 2
 
     monkeypatch.setattr(fidelity, "verify", refuse_the_first_two)
-    res = art(_picture(), TEXT, ArtConfig(ecls=("H",), escalate=False))
+    res = art(_picture(), TEXT, ArtConfig(ecls=("H",), levels=PASSING, escalate=False))
     search = [a for a in res.attempts if not a.get("polish")]
     assert [a["function_style"] for a in search] == list(FUNCTION_STYLES) == ["picture", "firm", "crisp"]
     assert res.function_style == "crisp" and res.passed and {a["level"] for a in res.attempts} == {0}
@@ -209,6 +212,7 @@ def test_placement():
 
 @pytest.mark.parametrize("field, value", [
     ("ecls", ("M", "X")), ("ecls", ()), ("levels", ((0.5, 1.5),)), ("levels", ((float("nan"), 0.9),)),
+    ("levels", ((0.5, 0.9, 0.0),)), ("levels", ((0.5, 0.9, 0.8, 0.7),)), ("levels", ((0.5,),)),
     ("robustness", 99), ("robustness", -1), ("cost", "mse"), ("code_scale", 0.0), ("code_scale", float("inf")),
     ("quiet_width", float("nan")), ("quiet_width", -1.0), ("iterations", 0), ("camera_ssr", 1.5),
     ("decoders", ("zbarcode",)), ("max_seconds", float("nan")), ("max_seconds", -1.0), ("colour", "vivid"),
@@ -222,6 +226,38 @@ def test_config_validation(field, value):
     assert field in message and "\n" not in message
     with pytest.raises(QRInputError):
         dataclasses.replace(ArtConfig(), **{field: value})
+
+
+def test_a_level_pair_means_the_same_p_min_for_light_modules():
+    cfg = ArtConfig(levels=((0.5, 0.9), (1, 0.95, 0.85)))
+    assert cfg.levels == ((0.5, 0.9, 0.9), (1.0, 0.95, 0.85))
+    assert all(lv[2] < lv[1] for lv in ArtConfig().levels[:-1]) and ArtConfig().levels[-1][1:] == (0.995, 0.995)
+
+
+def test_light_modules_take_the_light_p_min(torch_one_thread):
+    """At one level with nothing spent, a lower light p_min moves the light data modules less and leaves the dark
+    ones' forcing as it was."""
+    pic = _picture()
+    y0 = luminance(pic)
+
+    def moved(light):
+        res = art(pic, TEXT, ArtConfig(ecls=("H",), levels=((1.0, 0.9, light),), escalate=False,
+                                       polish_iterations=0))
+        qr, g = res.qr, res.qr.geometry
+        p, (x0, yo) = g.module_px, g.origin
+        side = qr.size * p
+        d = np.abs(luminance(res.image) - y0)[yo:yo + side, x0:x0 + side].reshape(qr.size, p, qr.size, p)
+        d = d.mean(axis=(1, 3))
+        data = ~qr.function_mask.astype(bool)
+        dark = qr.matrix.astype(bool)
+        return res, d[data & ~dark].mean(), d[data & dark].mean()
+
+    same, light_same, dark_same = moved(0.9)
+    low, light_low, dark_low = moved(0.6)
+    assert same.p_min == low.p_min == 0.9 and (same.light_p_min, low.light_p_min) == (0.9, 0.6)
+    assert light_low < 0.8 * light_same
+    assert abs(dark_low - dark_same) < 0.1 * dark_same
+    assert low.to_json()["light_p_min"] == 0.6
 
 
 def test_a_decoder_that_cannot_run_is_refused_before_any_work(monkeypatch):
