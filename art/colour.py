@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..qr.errors import QRInputError
-from ..qr.pixels import LUMA, ssim_map
+from ..qr.pixels import LUMA, ssim_maps
 
 __all__ = ["COLOUR_MODES", "match_luminance", "match_luminance_per_cell"]
 
@@ -20,32 +20,22 @@ def match_luminance(rgb: np.ndarray, target: np.ndarray, mode: str = "paper") ->
     with white only for what remains. Colours without hue (black) become grey. Returns float32."""
     if mode not in COLOUR_MODES:
         raise QRInputError(f"colour mode {mode!r} is not one of {', '.join(COLOUR_MODES)}")
-    c = np.clip(np.asarray(rgb, dtype=np.float64), 0.0, 1.0)
-    t = np.clip(np.asarray(target, dtype=np.float64), 0.0, 1.0)
-    y = c @ LUMA
-    out = c.copy()
-    down = t < y
-    up = t > y
-    # darken: C' = C + k(0 − C), k = (Y* − Y)/(0 − Y)  ⇒  C' = C·Y*/Y
-    out[down] = c[down] * (t[down] / y[down])[..., None]
-    if up.any():
-        cu, yu, tu = c[up], y[up], t[up]
+    c = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
+    t = np.clip(np.asarray(target, dtype=np.float32), 0.0, 1.0)[..., None]
+    y = c @ np.asarray(LUMA, np.float32)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # darken: C' = C + k(0 − C), k = (Y* − Y)/(0 − Y)  ⇒  C' = C·Y*/Y
+        out = np.where(t < y, c * (t / y), c)
         if mode == "paper":
-            k = (tu - yu) / np.maximum(1.0 - yu, 1e-12)
-            out[up] = cu + k[..., None] * (1.0 - cu)
-        else:
-            peak = cu.max(axis=-1)
-            has_hue = peak > 1e-9
-            cs = np.where(has_hue[..., None], cu / np.maximum(peak, 1e-9)[..., None], 1.0)  # brightest, same ratios
-            ys = cs @ LUMA
-            scale_only = has_hue & (tu <= ys)
-            res = np.empty_like(cu)
-            res[scale_only] = cu[scale_only] * (tu[scale_only] / yu[scale_only])[..., None]
-            rest = ~scale_only
-            k = (tu[rest] - ys[rest]) / np.maximum(1.0 - ys[rest], 1e-12)
-            res[rest] = cs[rest] + k[..., None] * (1.0 - cs[rest])
-            out[up] = res
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+            k = (t - y) / np.maximum(1.0 - y, 1e-12)
+            return np.clip(np.where(t > y, c + k * (1.0 - c), out), 0.0, 1.0)
+        peak = np.maximum(np.maximum(c[..., :1], c[..., 1:2]), c[..., 2:])   # (max over the last axis is slow)
+        has_hue = peak > 1e-9
+        cs = np.where(has_hue, c / np.maximum(peak, 1e-9), 1.0)                   # brightest, same ratios
+        ys = cs @ np.asarray(LUMA, np.float32)[:, None]
+        k = (t - ys) / np.maximum(1.0 - ys, 1e-12)
+        lit = np.where(has_hue & (t <= ys), c * (t / y), cs + k * (1.0 - cs))
+    return np.clip(np.where(t > y, lit, out), 0.0, 1.0)
 
 
 def match_luminance_per_cell(rgb: np.ndarray, target: np.ndarray, moved: np.ndarray, cells: np.ndarray) -> np.ndarray:
@@ -62,8 +52,10 @@ def match_luminance_per_cell(rgb: np.ndarray, target: np.ndarray, moved: np.ndar
         return out
     alt = out.copy()
     alt[up] = match_luminance(rgb[up], target[up], "saturated")
-    gain = sum(ssim_map(rgb[..., c], alt[..., c], dtype=np.float32) - ssim_map(rgb[..., c], out[..., c], dtype=np.float32)
-               for c in range(3))
+    gain = 0.0
+    for c in range(3):
+        was, now = ssim_maps(rgb[..., c], (out[..., c], alt[..., c]), dtype=np.float32)
+        gain = gain + now - was
     labels = np.asarray(cells)
     better = np.bincount(labels.ravel(), weights=gain.ravel(), minlength=int(labels.max()) + 1) > 0
     return np.where(better[labels][..., None], alt, out)

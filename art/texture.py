@@ -25,8 +25,8 @@ from .markers import marker_pixels
 
 DARK_MAX = 0.3    # a dark function module's brightest pixel (the global cuts start at 0.35)
 LIGHT_MIN = 0.55  # a light one's darkest (they end at 0.56; zxing's phone views want the margin)
-# the ways `art` draws function patterns and the strip, tried in this order until the suite passes: the picture
-# squeezed into (dark max, light min), firmer, then ARTUP's crisp patterns (None: not squeezed)
+# the ways `art` draws function patterns and the strip: the picture squeezed into (dark max, light min), firmer,
+# or ARTUP's crisp patterns (None: not squeezed; `art` tries the squeezed ones in this order, crisp when asked)
 FUNCTION_STYLES: dict[str, tuple[float, float] | None] = {"picture": (DARK_MAX, LIGHT_MIN), "firm": (0.2, 0.65),
                                                           "crisp": None}
 # where the light strip around the symbol is drawn: only beside the finders (the rest of it stays the picture;

@@ -65,8 +65,9 @@ class AQRArt(AQRNode):
                                        "drawn, the first style tried at each level: picture = the picture's own "
                                        "texture squeezed dark (≤ 0.3) or light (≥ 0.55), the timing patterns left "
                                        "as the picture; firm = squeezed harder (0.2 / 0.65); crisp = black and "
-                                       "white, timing patterns too. A style the camera suite refuses falls back "
-                                       "to the next at the same level."),
+                                       "white, timing patterns too. If the camera suite refuses picture, firm is "
+                                       "tried at the same level before the level rises; crisp is tried only when "
+                                       "chosen here."),
                 io.Combo.Input("strip", options=list(STRIPS), default=DEFAULTS.strip, optional=True,
                                tooltip="Where the one-module light strip around the code is drawn: finders = "
                                        "only beside the three finders, which need it (the rest of the edge stays "

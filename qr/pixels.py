@@ -25,7 +25,7 @@ from .optional import opencv
 
 __all__ = ["LUMA", "MAX_PICTURE_PIXELS", "cover_crop", "fit", "load_picture", "luminance", "module_centres",
            "module_coverage", "module_grid", "module_means", "picture_modules", "pixel_modules", "require_geometry",
-           "require_same_aspect", "ssim_map", "ssim_rgb", "symbol_pixels", "to_float_rgb", "to_gray_u8", "to_uint8"]
+           "require_same_aspect", "ssim_map", "ssim_maps", "ssim_rgb", "symbol_pixels", "to_float_rgb", "to_gray_u8", "to_uint8"]
 
 LUMA = (0.299, 0.587, 0.114)
 _LUMA = np.array(LUMA, dtype=np.float64)
@@ -102,15 +102,26 @@ def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float = 1.0, dtype=np.flo
     """Per-pixel SSIM of two H×W planes, exactly skimage's `structural_similarity` terms (its defaults) computed
     with OpenCV box filters, about 2.5× faster; the borders (3 px) are what skimage leaves out of its mean.
     `dtype` float32: twice as fast again, for comparisons rather than reports."""
+    return ssim_maps(a, [b], data_range, dtype)[0]
+
+
+def ssim_maps(ref: np.ndarray, images, data_range: float = 1.0, dtype=np.float64) -> list[np.ndarray]:
+    """`ssim_map(ref, b)` for every b of `images`, the reference's statistics computed once."""
     cv2 = opencv()
     k, n = (SSIM_WINDOW, SSIM_WINDOW), SSIM_WINDOW * SSIM_WINDOW
-    a, b = np.asarray(a, dtype=dtype), np.asarray(b, dtype=dtype)
-    ma, mb = cv2.blur(a, k), cv2.blur(b, k)
     cov = n / (n - 1)
-    va, vb = cov * (cv2.blur(a * a, k) - ma * ma), cov * (cv2.blur(b * b, k) - mb * mb)
-    vab = cov * (cv2.blur(a * b, k) - ma * mb)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    return ((2 * ma * mb + c1) * (2 * vab + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))
+    a = np.asarray(ref, dtype=dtype)
+    ma = cv2.blur(a, k)
+    va = cov * (cv2.blur(a * a, k) - ma * ma)
+    out = []
+    for b in images:
+        b = np.asarray(b, dtype=dtype)
+        mb = cv2.blur(b, k)
+        vb = cov * (cv2.blur(b * b, k) - mb * mb)
+        vab = cov * (cv2.blur(a * b, k) - ma * mb)
+        out.append(((2 * ma * mb + c1) * (2 * vab + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2)))
+    return out
 
 
 def ssim_rgb(a: np.ndarray, b: np.ndarray) -> float:

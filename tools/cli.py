@@ -655,8 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--function-style", choices=list(FUNCTION_STYLES), default="picture",
                    help="how finders, alignment/format modules and the light strip are drawn, the first tried at "
                         "each level: the picture's texture squeezed dark/light with the timing patterns left as the "
-                        "picture (picture), squeezed harder (firm), or everything black and white (crisp); a style "
-                        "the suite refuses falls back to the next")
+                        "picture (picture), squeezed harder (firm), or everything black and white (crisp); if the "
+                        "suite refuses picture, firm is tried at the same level; crisp only when chosen")
     p.add_argument("--strip", choices=list(STRIPS), default="finders",
                    help="where the light strip around the code is drawn: only beside the finders (the rest of the "
                         "edge stays the picture) or all the way round (full)")
