@@ -317,9 +317,10 @@ def _plan(src: np.ndarray, cand: _Candidate, spare_share: float, p_min: float, l
 
 def _styles(cfg: ArtConfig) -> list[str]:
     """The function styles the search tries at each level, in order: `cfg.function_style` and the firmer squeezed
-    ones; ARTUP's crisp patterns only when asked for. (Measured: of 25 level-attempts on the benchmark where crisp
-    followed a failing firm, none passed; on the tuning pictures the next level kept more of the picture than
-    crisp did in the one case crisp passed.)"""
+    ones; ARTUP's crisp patterns only when asked for. Measured on the tuning pictures (54 cases): the same SSIM
+    without crisp (0.6181 against 0.6178); in the one case crisp passed, the next level kept more of the picture
+    (0.572 against 0.543). Crisp is a fallback that costs an attempt and rarely passes where firm failed (the
+    benchmark's logs: 0 of 25)."""
     if FUNCTION_STYLES[cfg.function_style] is None:
         return [cfg.function_style]
     names = [k for k, band in FUNCTION_STYLES.items() if band is not None]
