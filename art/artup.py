@@ -89,6 +89,7 @@ DEFAULT_ITERATIONS = 10
 DEFAULT_SIZE_PX = 512
 _BISECTION_STEPS = 32
 _CAMERA_STEPS = 12
+_CAMERA_PROGRESS = 0.99   # the camera pass stops once a step closes less than 1 % of the modules' total gap
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -261,29 +262,32 @@ def _raise_probability(pt: torch.Tensor, w: torch.Tensor, beta: torch.Tensor, p_
 
 
 def _blend_modules(y: torch.Tensor, t: torch.Tensor, light: torch.Tensor, w: torch.Tensor, shape: torch.Tensor,
-                   p_min: torch.Tensor, sigma_t: float, steps: int = 20) -> torch.Tensor:
+                   p_min: torch.Tensor, sigma_t: float, steps: int = 14) -> torch.Tensor:
     """The blend adjustment (ours): per module the smallest s ∈ [0, 1] with Y' = Y + s·shape·(colour − Y)
-    meeting Σ w·P_t(Y') ≥ p_min (bisection; P is monotone in s). With a flat shape this is a per-module alpha
-    blend of the picture with the code bit: affine in Y inside the module, so the module keeps its texture."""
-    goal = light.to(y.dtype)
-    delta = shape * (goal - y)
-    bounds = threshold_bounds(t, sigma_t)
+    meeting Σ w·P_t(Y') ≥ p_min (bisection on the modules that need it, to 2⁻¹⁴; P is monotone in s). With a flat
+    shape this is a per-module alpha blend of the picture with the code bit: affine in Y inside the module, so the
+    module keeps its texture."""
+    delta = shape * (light.to(y.dtype) - y)
 
-    def prob(s):
+    def prob(s, y, delta, t, light, bounds):
         p = threshold_probability(y + s[..., None, None] * delta, t, light, sigma_t, bounds)
-        return torch.einsum("ijxy,xy->ij", p, w)
+        return torch.einsum("kxy,xy->k", p.reshape(-1, *p.shape[-2:]), w).reshape(p.shape[:-2])
 
-    zero = torch.zeros(y.shape[:2], dtype=y.dtype)
-    need = prob(zero) < p_min
+    bounds = threshold_bounds(t, sigma_t)
+    need = prob(torch.zeros(y.shape[:2], dtype=y.dtype), y, delta, t, light, bounds) < p_min
     if not bool(need.any()):
         return y
-    lo, hi = zero.clone(), torch.ones_like(zero)
+    few = (y[need], delta[need], t[need], light[need], tuple(b[need] for b in bounds))
+    goal = p_min[need]
+    lo = torch.zeros(goal.shape, dtype=y.dtype)
+    hi = torch.ones_like(lo)
     for _ in range(steps):
         mid = 0.5 * (lo + hi)
-        ok = prob(mid) >= p_min
+        ok = prob(mid, *few) >= goal
         hi = torch.where(ok, mid, hi)
         lo = torch.where(ok, lo, mid)
-    s = torch.where(need, hi, zero)
+    s = torch.zeros(y.shape[:2], dtype=y.dtype)
+    s[need] = hi
     return y + s[..., None, None] * delta
 
 
@@ -373,6 +377,7 @@ def grayscale_stage(y0: np.ndarray, qr: QRCode, config: ArtupConfig = DEFAULT_CO
         its threshold re-estimated from the blurred image). Failing modules are blended further towards their
         colour (by the β shape) in a few fixed-point steps; modules never move back."""
         goal = blocks(light).to(dt)
+        before = float("inf")
         for _ in range(_CAMERA_STEPS):
             gb = _gauss_blur(g, camera_blur * p)
             t = threshold_of(gb)
@@ -380,8 +385,10 @@ def grayscale_stage(y0: np.ndarray, qr: QRCode, config: ArtupConfig = DEFAULT_CO
             gap = torch.clamp(pm_t - torch.einsum("ijxy,xy->ij", blocks(pt), wts), min=0.0)
             sharp = threshold_probability(g, threshold_of(g), light, sigma_t)   # keep the sharp constraint too
             gap = torch.maximum(gap, torch.clamp(pm_t - torch.einsum("ijxy,xy->ij", blocks(sharp), wts), min=0.0))
-            if float(gap.max()) <= 1e-3:
+            total = float(gap.sum())
+            if float(gap.max()) <= 1e-3 or total > _CAMERA_PROGRESS * before:   # met, or stuck
                 break
+            before = total
             step = torch.where(gap > 0, torch.clamp(2.0 * gap, 0.05, 0.5), torch.zeros_like(gap))
             sym = blocks(g)
             sym = sym + step[..., None, None] * shape * (goal - sym)

@@ -34,13 +34,15 @@ level (M, Q, H by default; the smallest version that holds the text at that leve
    decode with every decoder (payload equal), then the full simulated-camera suite (`run_suite`'s 58 views; the
    qr-verify presets are skipped once the camera views alone fail too many; zxing, the cheap decoder, screens
    every view before WeChat reads any), SSR ≥ `camera_ssr` on every decoder. A candidate that fails tries its
-   next squeezed function style, then moves one level up. The first that passes is returned: the saved pixels are the
-   verified ones. If none passes (or `max_seconds` runs out), the most
-   robust attempt (clean decode, then worst SSR) is returned with pass False.
-8. Polish (`art/polish.py`): the passing attempt's forced data modules are moved towards the SSIM optimum, none
-   of their blurred centre reads getting worse, and verified again. If the suite refuses it, the attempt the
-   search would have tried next for that candidate is drawn, verified and polished the same way, and kept if it
-   passes with a higher SSIM. Otherwise the attempt as it passed is saved.
+   next squeezed function style, then moves one level up. The first that passes is returned: the saved pixels
+   are the verified ones. If none passes (or `max_seconds` runs out), the most robust attempt (clean decode, then
+   worst SSR) is returned with pass False.
+8. Polish (`art/polish.py`): with it on, an attempt is screened by zxing alone, and one that passes is polished —
+   its forced data modules moved towards the SSIM optimum, none of their blurred centre reads getting worse — and
+   the polish verified with every decoder. If the suite refuses the polish, the attempt itself is verified with
+   every decoder; when it passes, the attempt its candidate would have tried next is drawn, screened and
+   polished the same way, and kept if its polish passes with a higher SSIM; otherwise the attempt as it passed is
+   saved. (The unpolished pixels need WeChat's reads only when their polish is refused.)
 
 The default ladder ends with share 1 (no budget) and ARTUP's p_min escalation, so its top is ARTUP on the same
 placement with full-suite verification. `budget=False` spends nothing at any level (the ablation).
@@ -500,26 +502,39 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
         attempts = []
         last = len(cfg.levels) if cfg.escalate else cfg.robustness + 1
         styles = _styles(cfg)
+        polishing = cfg.polish_iterations > 0
+        # with the polish on, an attempt is screened by zxing alone and its polish verified in full: the unpolished
+        # pixels need every decoder only if the polish is refused
+        first = ("zxing",) if polishing and "zxing" in cfg.decoders and len(cfg.decoders) > 1 else cfg.decoders
+
+        def checked(rec: dict, decoders) -> dict:
+            """`rec` verified with `decoders` (its log entry updated)."""
+            c = cands[rec["i"]]
+            clean, suite, ok = verify(rec["img"], c.qr, decoders, cfg.camera_ssr, screen=True)
+            ssr = dict(suite.ssr) if suite is not None else {d: 0.0 for d in decoders}
+            rec["log"].update({"clean": clean, "ssr": {k: round(v, 3) for k, v in ssr.items()}, "pass": ok})
+            return {**rec, "score": (ok, all(clean.values()), min(ssr.values()), rec["s"]), "clean": clean,
+                    "ssr": ssr, "suite": suite, "full": tuple(decoders) == tuple(cfg.decoders)}
+
         def attempt(i: int, level: int, style: int, pl: dict) -> dict:
-            """Draw and verify one (candidate, level, style); logged in `attempts`."""
+            """Draw and verify one (candidate, level, style) — with zxing alone while polishing; logged in
+            `attempts`."""
             c = cands[i]
             g = _gray(c, pl, cfg, styles[style])
             img = _paint(src, src_u8, c, pl["y0"], g, cfg)
             s = ssim_rgb(src_u8, img)
-            clean, suite, ok = verify(img, c.qr, cfg.decoders, cfg.camera_ssr, screen=True)
-            ssr = dict(suite.ssr) if suite is not None else {d: 0.0 for d in cfg.decoders}
-            attempts.append({"level": level, "function_style": styles[style], "ecl": c.ecl,
-                             "version": c.qr.version, "ssim": round(s, 4),
-                             "predicted": round(pl["predicted"][styles[style]], 4),
-                             "clean": clean, "ssr": {k: round(v, 3) for k, v in ssr.items()}, "pass": ok})
+            log = {"level": level, "function_style": styles[style], "ecl": c.ecl, "version": c.qr.version,
+                   "ssim": round(s, 4), "predicted": round(pl["predicted"][styles[style]], 4)}
+            attempts.append(log)
+            rec = checked({"i": i, "level": level, "style": style, "pl": pl, "g": g, "img": img, "s": s,
+                           "polished": False, "log": log}, first)
             if progress is not None:
                 progress(len(attempts), len(cands) * (last - cfg.robustness) * len(styles))
-            return {"score": (ok, all(clean.values()), min(ssr.values()), s), "i": i, "level": level,
-                    "style": style, "pl": pl, "g": g, "img": img, "s": s, "clean": clean, "ssr": ssr,
-                    "suite": suite, "polished": False}
+            return rec
 
         def polished(rec: dict) -> dict | None:
-            """A passing attempt with its pixels replaced by their verified polish (`_polished`), or None."""
+            """An attempt with its pixels replaced by their polish (`_polished`), verified with every decoder;
+            None if refused."""
             c = cands[rec["i"]]
             done = _polished(src, src_u8, c, rec["pl"], rec["g"], cfg)
             s = ssim_rgb(src_u8, done[0]) if done else rec["s"]
@@ -529,7 +544,27 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
                 return None
             img, clean, suite = done
             return {**rec, "img": img, "s": s, "clean": clean, "ssr": dict(suite.ssr), "suite": suite,
-                    "polished": True}
+                    "polished": True, "full": True, "score": (True, True, min(suite.ssr.values()), s)}
+
+        def settled(rec: dict) -> dict:
+            """A screened pass made final: its verified polish, else (refused) the attempt itself if every decoder
+            passes it — then the attempt its candidate would have tried next, polished, replaces it when that
+            passes and keeps more of the picture; or the attempt as every decoder failed it."""
+            if not polishing:
+                return rec
+            done = polished(rec)
+            if done:
+                return done
+            rec = rec if rec["full"] else checked(rec, cfg.decoders)
+            if not rec["score"][0]:
+                return rec
+            following = _following(src, cands[rec["i"]], rec, cfg, len(styles), last)
+            if following is not None:
+                nxt = attempt(rec["i"], *following)
+                done = polished(nxt) if nxt["score"][0] else None
+                if done and done["s"] > rec["s"]:
+                    return done
+            return rec
 
         # best-first over (candidate, level, style): each candidate's next attempt, the highest predicted SSIM
         # first; a candidate that fails tries its next attempt (`_following`)
@@ -541,23 +576,16 @@ def art(picture, text: str, config: ArtConfig = ArtConfig(),
                 break
             i = max(frontier, key=lambda k: frontier[k][2]["predicted"][styles[frontier[k][1]]])
             rec = attempt(i, *frontier.pop(i))
+            if rec["score"][0]:
+                rec = settled(rec)
+                if rec["score"][0]:
+                    best = rec
+                    break
             if best is None or rec["score"] > best["score"]:
                 best = rec
-            if rec["score"][0]:
-                break
             following = _following(src, cands[i], rec, cfg, len(styles), last)
             if following is not None:
                 frontier[i] = following
-        if best["score"][0] and cfg.polish_iterations > 0:
-            # the passing attempt polished; if the suite refuses that, the attempt its candidate would have tried
-            # next, verified and polished, when it then keeps more of the picture
-            done = polished(best)
-            following = None if done else _following(src, cands[best["i"]], best, cfg, len(styles), last)
-            if following is not None:
-                nxt = attempt(best["i"], *following)
-                done = polished(nxt) if nxt["score"][0] else None
-                done = done if done and done["s"] > best["s"] else None
-            best = done or best
         if best["suite"] is not None and set(best["suite"].ssr) != set(cfg.decoders):
             # refused by the zxing screen: every decoder's numbers for the report
             clean, suite, _ = verify(best["img"], cands[best["i"]].qr, cfg.decoders, cfg.camera_ssr)
