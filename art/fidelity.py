@@ -62,7 +62,7 @@ import numpy as np
 
 from ..qr.code import Geometry, QRCode, encode
 from ..qr.errors import QRInputError
-from ..qr.pixels import luminance, ssim_map, ssim_rgb, to_float_rgb
+from ..qr.pixels import luminance, module_pixels, ssim_map, ssim_rgb, to_float_rgb
 from ..qr.render import placement
 from ..qr.tables import ECLS
 from ..scan.analysis import analyze
@@ -304,10 +304,7 @@ def _plan(src: np.ndarray, cand: _Candidate, spare_share: float, p_min: float, l
     else:
         kept, counts = spend_budget(qr, _module_cost(y0, g1, geo, n, cfg.cost), spare)
         kept = kept | ((qr.module_block < 0) & ~qr.function_mask.astype(bool))   # remainder bits: no codeword
-        x0, yo = geo.origin
-        back = np.zeros(y0.shape, bool)
-        back[yo:yo + n * p, x0:x0 + n * p] = np.kron(kept, np.ones((p, p), bool))
-        proxy = np.where(back, y0, g1)
+        proxy = np.where(module_pixels(y0.shape, geo, kept), y0, g1)
     proxy = np.where(_unlit(cand, cfg), y0, proxy)
     if "functions" not in cand.cache:
         cand.cache["functions"] = function_and_strip(y0.shape, qr, cfg.quiet_width, cfg.strip)

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..qr.code import QRCode
 from ..qr.errors import QRInputError
-from ..qr.pixels import LUMA, pixel_modules, require_geometry, to_float_rgb
+from ..qr.pixels import LUMA, module_pixels, require_geometry, to_float_rgb
 from ..scan.analysis import function_kinds
 from .colour import match_luminance
 
@@ -55,13 +55,11 @@ def marker_modules(qr: QRCode, include_alignment: bool = True, include_timing: b
 def marker_pixels(shape: tuple[int, int], qr: QRCode, modules: np.ndarray,
                   quiet_zone: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(H×W bool selected, H×W bool light) for the given module selection (plus the quiet zone, as light)."""
-    row, col = pixel_modules(shape, require_geometry(qr), qr.size)
-    inside = (row >= 0) & (col >= 0)
-    rr, cc = np.where(inside, row, 0), np.where(inside, col, 0)
-    selected = inside & modules[rr, cc]
-    light = ~(qr.matrix.astype(bool)[rr, cc]) | ~inside
+    geometry = require_geometry(qr)
+    selected = module_pixels(shape, geometry, modules)
+    light = ~module_pixels(shape, geometry, qr.matrix.astype(bool))      # outside the symbol too
     if quiet_zone:
-        selected |= ~inside
+        selected |= ~module_pixels(shape, geometry, np.ones(modules.shape, bool))
     return selected, light
 
 

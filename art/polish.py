@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..qr.code import QRCode
-from ..qr.pixels import SSIM_WINDOW, opencv
+from ..qr.pixels import SSIM_WINDOW, module_pixels, opencv
 
 __all__ = ["CORE", "READ_SIGMAS", "polish", "ssim_and_gradient"]
 
@@ -38,14 +38,17 @@ def _box(x: np.ndarray) -> np.ndarray:
     return opencv().blur(x, (SSIM_WINDOW, SSIM_WINDOW), borderType=opencv().BORDER_CONSTANT)
 
 
+def _reference_stats(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(7×7 mean, sample variance) of the reference: what every SSIM evaluation against it shares."""
+    m = _box(ref)
+    return m, _COV * (_box(ref * ref) - m * m)
+
+
 def ssim_and_gradient(ref: np.ndarray, x: np.ndarray, windows: np.ndarray,
                       ref_stats: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, np.ndarray]:
     """(Σ over `windows` (H×W 0/1, the window centres counted) of skimage's SSIM map of `x` to `ref`, its
     gradient with respect to `x`). `ref_stats` = (7×7 mean, variance) of `ref`, to reuse across calls."""
-    if ref_stats is None:
-        m = _box(ref)
-        ref_stats = (m, _COV * (_box(ref * ref) - m * m))
-    ma, va = ref_stats
+    ma, va = _reference_stats(ref) if ref_stats is None else ref_stats
     mb = _box(x)
     vb = _COV * (_box(x * x) - mb * mb)
     vab = _COV * (_box(ref * x) - ma * mb)
@@ -72,16 +75,13 @@ def polish(ref: np.ndarray, gray: np.ndarray, qr: QRCode, free: np.ndarray, iter
     x = np.array(gray, np.float32)
     if iterations <= 0 or not free.any():
         return x
-    pixels = np.zeros(x.shape, bool)
-    pixels[y0:y0 + side, x0:x0 + side] = np.kron(free, np.ones((p, p), bool))
-    index = np.flatnonzero(pixels)
+    index = np.flatnonzero(module_pixels(x.shape, geo, free))
     r = SSIM_WINDOW // 2
     windows = np.zeros(x.shape, np.float32)       # the windows that can see a free pixel, inside the image
     windows[max(r, y0 - r):min(x.shape[0] - r, y0 + side + r), max(r, x0 - r):min(x.shape[1] - r, x0 + side + r)] = 1
     low, high = _core_bounds(x, qr, free)
     low, high = low.flat[index], high.flat[index]
-    mean = _box(ref)
-    ref_stats = (mean, _COV * (_box(ref * ref) - mean * mean))
+    ref_stats = _reference_stats(ref)
     rows = np.ix_(y0 + np.arange(n) * p + (p - 1) // 2, x0 + np.arange(n) * p + (p - 1) // 2)
     sign = np.where(qr.matrix.astype(bool), 1.0, -1.0).astype(np.float32) * free   # +1: may only get darker
     sigmas = [s * p for s in READ_SIGMAS]

@@ -24,7 +24,7 @@ from .errors import QRInputError
 from .optional import opencv
 
 __all__ = ["LUMA", "MAX_PICTURE_PIXELS", "cover_crop", "fit", "load_picture", "luminance", "module_centres",
-           "module_coverage", "module_grid", "module_means", "picture_modules", "pixel_modules", "require_geometry",
+           "module_coverage", "module_grid", "module_means", "module_pixels", "picture_modules", "pixel_modules", "require_geometry",
            "require_same_aspect", "ssim_map", "ssim_maps", "ssim_rgb", "symbol_pixels", "to_float_rgb", "to_gray_u8", "to_uint8"]
 
 LUMA = (0.299, 0.587, 0.114)
@@ -219,6 +219,13 @@ def pixel_modules(shape: tuple[int, int], geometry: Geometry, n: int) -> tuple[n
     row[(row < 0) | (row >= n)] = -1
     col[(col < 0) | (col >= n)] = -1
     return np.broadcast_to(row[:, None], (h, w)), np.broadcast_to(col[None, :], (h, w))
+
+
+def module_pixels(shape: tuple[int, int], geometry: Geometry, mask: np.ndarray) -> np.ndarray:
+    """H×W bool: the pixels of the modules `mask` ((n, n) bool) selects, at `geometry` (`pixel_modules`)."""
+    row, col = pixel_modules(shape, geometry, mask.shape[0])
+    inside = (row >= 0) & (col >= 0)
+    return inside & mask[np.where(inside, row, 0), np.where(inside, col, 0)]
 
 
 def module_grid(geometry: Geometry, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

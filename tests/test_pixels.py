@@ -5,7 +5,17 @@ import pytest
 from PIL import Image
 
 from aesthetic_qr.qr import QRInputError, encode
-from aesthetic_qr.qr.pixels import load_picture, luminance, to_float_rgb, to_gray_u8, to_uint8
+from aesthetic_qr.qr.code import Geometry
+from aesthetic_qr.qr.pixels import (
+    load_picture,
+    luminance,
+    module_pixels,
+    ssim_map,
+    ssim_maps,
+    to_float_rgb,
+    to_gray_u8,
+    to_uint8,
+)
 from aesthetic_qr.qr.render import render
 from aesthetic_qr.scan.decoders import decode
 
@@ -90,3 +100,21 @@ def test_ssim_is_skimages_number_faster():
     assert ssim_rgb(a, a) == pytest.approx(1.0)
     with pytest.raises(QRInputError, match="two H×W×3 pictures of one size"):
         ssim_rgb(a, b[:-1])
+
+
+def test_module_pixels_are_the_selected_modules_blown_up():
+    rng = np.random.default_rng(3)
+    mask = rng.random((21, 21)) > 0.5
+    geo = Geometry(5, 2, (7, 4), (130, 120))
+    got = module_pixels((120, 130), geo, mask)
+    want = np.zeros((120, 130), bool)
+    want[4:4 + 105, 7:7 + 105] = np.kron(mask, np.ones((5, 5), bool))
+    assert np.array_equal(got, want)
+
+
+def test_ssim_maps_share_the_reference():
+    rng = np.random.default_rng(4)
+    ref, a, b = (rng.random((40, 50)) for _ in range(3))
+    maps = ssim_maps(ref, (a, b))
+    assert np.allclose(maps[0], ssim_map(ref, a)) and np.allclose(maps[1], ssim_map(ref, b))
+    assert np.allclose(ssim_map(ref, a, dtype=np.float32), ssim_map(ref, a), atol=1e-4)
