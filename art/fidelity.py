@@ -319,7 +319,7 @@ def _styles(cfg: ArtConfig) -> list[str]:
     ones; ARTUP's crisp patterns only when asked for. Measured on the tuning pictures (54 cases): the same SSIM
     without crisp (0.6181 against 0.6178); in the one case crisp passed, the next level kept more of the picture
     (0.572 against 0.543). Crisp is a fallback that costs an attempt and rarely passes where firm failed (the
-    benchmark's logs: 0 of 25)."""
+    benchmark's logs: 0 of 24)."""
     if FUNCTION_STYLES[cfg.function_style] is None:
         return [cfg.function_style]
     names = [k for k, band in FUNCTION_STYLES.items() if band is not None]
