@@ -283,7 +283,7 @@ def _plan(src: np.ndarray, cand: _Candidate, spare_share: float, p_min: float, l
 
     qr = cand.qr_crop
     geo = qr.geometry
-    n, p = qr.size, qr.geometry.module_px
+    n = qr.size
     cy0, cy1, cx0, cx1 = cand.crop
     y0 = cand.cache.get("y0")
     if y0 is None:

@@ -24,8 +24,9 @@ from .errors import QRInputError
 from .optional import opencv
 
 __all__ = ["LUMA", "MAX_PICTURE_PIXELS", "cover_crop", "fit", "load_picture", "luminance", "module_centres",
-           "module_coverage", "module_grid", "module_means", "module_pixels", "picture_modules", "pixel_modules", "require_geometry",
-           "require_same_aspect", "ssim_map", "ssim_maps", "ssim_rgb", "symbol_pixels", "to_float_rgb", "to_gray_u8", "to_uint8"]
+           "module_coverage", "module_grid", "module_means", "module_pixels", "picture_modules", "pixel_modules",
+           "require_geometry", "require_same_aspect", "ssim_map", "ssim_maps", "ssim_rgb", "symbol_pixels",
+           "to_float_rgb", "to_gray_u8", "to_uint8"]
 
 LUMA = (0.299, 0.587, 0.114)
 _LUMA = np.array(LUMA, dtype=np.float64)

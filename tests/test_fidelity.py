@@ -13,7 +13,6 @@ from aesthetic_qr.art.fidelity import ArtConfig, art, spend_budget
 from aesthetic_qr.art.texture import (
     DARK_MAX,
     FINDER_FRAME,
-    FUNCTION_STYLES,
     LIGHT_MIN,
     function_and_strip,
     squeeze,
